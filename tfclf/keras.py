@@ -5,8 +5,9 @@ Keras 2 API. Every module imports Keras from here; nothing imports ``keras`` (Ke
 or ``tf.keras`` directly, so tf_keras and Keras 3 objects never mix.
 """
 
-import tfclf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tf_keras as keras
 from tf_keras import layers
+
+import tfclf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 __all__ = ["keras", "layers"]

@@ -1,0 +1,189 @@
+"""Sources, splits, normalisation, balancing and the training stream."""
+
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfclf.data import (
+    DataError,
+    Normalizer,
+    Split,
+    class_weights,
+    eval_dataset,
+    load_source,
+    stratified_split,
+    train_dataset,
+)
+
+
+def test_builtin_mnist5k_is_real_digits():
+    data = load_source("mnist5k")
+    assert data.train.images.shape == (5000, 28, 28, 1)
+    assert (data.train.counts(10) == 500).all()
+    x = data.train.images.astype(np.float32) / 255
+    # Real MNIST: mostly black background, bright strokes, centred mass; noise is none of these.
+    assert 0.10 < x.mean() < 0.16
+    assert (x == 0).mean() > 0.7
+    centre = x[:, 8:20, 8:20].mean()
+    border = np.concatenate([x[:, :3].ravel(), x[:, -3:].ravel()]).mean()
+    assert centre > 5 * border
+    # The same digit is more alike than different digits.
+    mean_img = np.stack([x[data.train.labels == c].mean(0) for c in range(10)])
+    assert np.linalg.norm(mean_img[1] - mean_img[7]) > 1.0
+
+
+def test_stratified_split_report000():
+    data = load_source("mnist5k")
+    train, val = stratified_split(data.train, 0.2, seed=0)
+    assert len(train) == 4000 and len(val) == 1000
+    assert (val.counts(10) == 100).all()
+    again, _ = stratified_split(data.train, 0.2, seed=0)
+    np.testing.assert_array_equal(train.labels, again.labels)
+    np.testing.assert_array_equal(train.images, again.images)
+    other, _ = stratified_split(data.train, 0.2, seed=1)
+    assert not np.array_equal(other.images, train.images)
+
+
+def _write_folder(root):
+    rng = np.random.default_rng(0)
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(root / "cat" / f"{i}.jpg")
+    Image.fromarray(rng.integers(0, 255, (40, 40), np.uint8), "L").save(root / "dog" / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (10, 12, 4), np.uint8), "RGBA").save(root / "dog" / "a.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).convert("P").save(
+        root / "dog" / "pal.gif")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(root / "dog" / "b.bmp")
+    good = root / "dog" / "full.png"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(good)
+    (root / "dog" / "truncated.png").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    (root / "dog" / "fake.jpg").write_bytes(b"this is not a jpeg")
+    (root / "cat" / "notes.txt").write_text("hello")
+    (root / "cat" / "zip.png").write_bytes(zlib.compress(b"garbage" * 10))
+
+
+def test_folder_loader_skips_bad_files_and_converts(tmp_path, caplog):
+    _write_folder(tmp_path)
+    data = load_source(f"folder:{tmp_path}", channels=3, image_size=24)
+    assert data.class_names == ["cat", "dog"]
+    assert data.train.images.shape == (3 + 5, 24, 24, 3)
+    assert list(data.train.counts(2)) == [3, 5]
+    problems = {p.name: why for p, why in data.skipped}
+    assert set(problems) == {"truncated.png", "empty.jpg", "fake.jpg", "notes.txt", "zip.png"}
+    assert problems["empty.jpg"] == "empty file"
+    assert "truncated" in problems["truncated.png"]
+    gray = load_source(f"folder:{tmp_path}", channels=1, image_size=8)
+    assert gray.train.images.shape[-1] == 1
+
+
+def test_folder_with_split_subfolders_and_empty_class(tmp_path):
+    for split in ("train", "test"):
+        _write_folder(tmp_path / split)
+    data = load_source(str(tmp_path), image_size=16)
+    assert data.test is not None and len(data.test) == len(data.train) == 8
+    bad = tmp_path / "bad"
+    (bad / "empty_class").mkdir(parents=True)
+    (bad / "ok").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bad / "ok" / "x.png")
+    (bad / "empty_class" / "broken.jpg").write_bytes(b"\xff\xd8broken")
+    with pytest.raises(DataError, match="'empty_class'.*no usable image"):
+        load_source(f"folder:{bad}", image_size=8)
+    with pytest.raises(DataError, match="not found"):
+        load_source(f"folder:{tmp_path / 'missing'}")
+
+
+def test_npz_source(tmp_path):
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 255, (30, 8, 8, 3), np.uint8), y=np.arange(30) % 3,
+             class_names=np.array(["a", "b", "c"]), x_test=np.zeros((6, 8, 8, 3), np.uint8),
+             y_test=np.arange(6) % 3)
+    data = load_source(f"npz:{path}")
+    assert data.class_names == ["a", "b", "c"] and len(data.test) == 6
+    np.savez(tmp_path / "bad.npz", images=np.zeros(3))
+    with pytest.raises(DataError, match="needs arrays 'x' and 'y'"):
+        load_source(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_tfds_with_mock_data_and_missing_dataset(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        data = load_source("tfds:cifar10", data_dir=str(tmp_path))
+    assert data.train.images.shape == (24, 32, 32, 3) and data.num_classes == 10
+    assert len(data.class_names) == 10 and len(data.test) == 24
+    with pytest.raises(DataError, match="not prepared under .*tfds build cifar10"):
+        load_source("tfds:cifar10", data_dir=str(tmp_path))
+
+
+def test_normalizer_from_images_and_values():
+    x = np.stack([np.full((4, 4), 0, np.uint8), np.full((4, 4), 255, np.uint8)])[..., None]
+    n = Normalizer.from_images(np.concatenate([x, x], -1))
+    np.testing.assert_allclose(n.mean, [0.5, 0.5])
+    np.testing.assert_allclose(n.std, [0.5, 0.5], atol=1e-6)
+    assert Normalizer.from_json(n.to_json()) == n
+    assert Normalizer.from_values([0.49], [0.25], 3).mean == (0.49,) * 3
+    with pytest.raises(ValueError):
+        Normalizer.from_values([0.1, 0.2], [0.3, 0.3], 3)
+
+
+def _skewed():
+    labels = np.repeat([0, 1, 2], [200, 40, 10])
+    images = labels.astype(np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 1), np.uint8)
+    return Split(images, labels)
+
+
+def test_oversampling_balances_a_skewed_set():
+    split = _skewed()
+    stream = train_dataset(split, 3, Normalizer((0.0,), (1.0,)), batch_size=50,
+                           balance="oversample", seed=0)
+    seen = np.zeros(3)
+    for x, y in stream.dataset.take(stream.steps_per_epoch * 6):
+        seen += y.numpy().sum(0)
+        # labels and images still agree after the class-balanced draw
+        np.testing.assert_array_equal(np.argmax(y, -1), np.round(x.numpy()[:, 0, 0, 0] * 255))
+    frac = seen / seen.sum()
+    np.testing.assert_allclose(frac, [1 / 3] * 3, atol=0.04)
+
+
+def test_class_weights_equalise_class_mass():
+    split = _skewed()
+    w = class_weights(split.counts(3))
+    np.testing.assert_allclose(w * split.counts(3), [250 / 3] * 3)
+    stream = train_dataset(split, 3, Normalizer((0.0,), (1.0,)), batch_size=25,
+                           balance="class_weight")
+    x, y, sw = next(iter(stream.dataset))
+    np.testing.assert_allclose(sw.numpy(), w[np.argmax(y.numpy(), -1)])
+
+
+def test_training_stream_is_deterministic_and_resumable():
+    data = load_source("mnist5k")
+    split = data.train.subset(np.arange(600))
+    norm = Normalizer.from_images(split.images)
+
+    def batches(start_epoch, n):
+        s = train_dataset(split, 10, norm, batch_size=100, image_size=32, seed=7,
+                          augment="random_crop(4)|cutmix(0.5)", start_epoch=start_epoch)
+        return [b[0].numpy() for b in s.dataset.take(n)]
+
+    full = batches(0, 12)  # two epochs of 6 steps
+    np.testing.assert_array_equal(full[0], batches(0, 1)[0])
+    resumed = batches(1, 6)
+    for a, b in zip(full[6:], resumed):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(full[0], full[6])  # epochs differ
+    assert full[0].shape == (100, 32, 32, 1)
+
+
+def test_eval_dataset_keeps_order_and_last_batch():
+    split = _skewed()
+    ds = eval_dataset(split, 3, Normalizer((0.0,), (1.0,)), batch_size=64, image_size=8)
+    ys = np.concatenate([np.argmax(y, -1) for _, y in ds])
+    np.testing.assert_array_equal(ys, split.labels)
+    x, _ = next(iter(ds))
+    assert x.shape == (64, 8, 8, 1) and x.dtype == tf.float32

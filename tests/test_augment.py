@@ -58,6 +58,18 @@ def test_each_op_changes_something(name):
     assert not np.allclose(x2.numpy(), x.numpy())
 
 
+@pytest.mark.parametrize("name", list_augmentations())
+def test_uint8_input_gives_the_float_result(name):
+    rng = np.random.default_rng(1)
+    x8 = tf.constant(rng.integers(0, 256, (B, H, W, 3), np.uint8))
+    y = tf.one_hot(np.arange(B) % K, K)
+    a = _run(name, x8, y, False)
+    b = _run(name, tf.cast(x8, tf.float32) / 255, y, False)
+    assert a[0].dtype == tf.float32
+    np.testing.assert_allclose(a[0].numpy(), b[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(a[1].numpy(), b[1].numpy(), atol=1e-6)
+
+
 def test_flip_really_flips():
     x, y = _batch()
     x2, _ = _run("flip_lr(p=1.0)", x, y, False)

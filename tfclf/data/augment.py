@@ -4,7 +4,9 @@
 ``|mixup(p=0.5, alpha=0.2)|cutmix(p=0.5, alpha=1.0)``
 
 Each op works on a whole batch at once with vectorised TensorFlow ops: images float32 in
-[0, 1], NHWC; labels one-hot or soft, (B, classes). Randomness is stateless and derived from
+[0, 1], NHWC; labels one-hot or soft, (B, classes). Ops that only move or select pixels
+(crop, flip, cutout, CutMix) are registered ``uint8=True`` and run on the uint8 batch before
+the one conversion to float: the pipeline is memory-bound and uint8 is 4x less memory. Randomness is stateless and derived from
 a per-batch seed, so a pipeline is deterministic given its seed and safe in a parallel map.
 Geometric ops use one projective-transform kernel with a per-image matrix (as Keras'
 preprocessing layers do). Adding an augmentation means adding one decorated function here.
@@ -23,19 +25,27 @@ import tensorflow as tf
 
 AugmentOp = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 _AUGMENTATIONS: dict[str, Callable[..., AugmentOp]] = {}
+_UINT8_OK: set[str] = set()
 
 
-def register_augmentation(fn: Callable[..., AugmentOp]):
-    """Registers a factory ``fn(*args) -> op(images, labels, seed)`` under its name."""
-    _AUGMENTATIONS[fn.__name__] = fn
-    return fn
+def register_augmentation(fn=None, *, uint8: bool = False):
+    """Registers a factory ``fn(*args) -> op(images, labels, seed)`` under its name;
+    ``uint8=True`` if the op is exact on uint8 images as well as on float ones."""
+
+    def register(fn):
+        _AUGMENTATIONS[fn.__name__] = fn
+        if uint8:
+            _UINT8_OK.add(fn.__name__)
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
 def list_augmentations() -> list[str]:
     return sorted(_AUGMENTATIONS)
 
 
-def parse_augment(spec: str | None) -> list[tuple[str, AugmentOp]]:
+def parse_augment(spec: str | None) -> list[tuple[str, AugmentOp, bool]]:
     """Parses ``"op1(args)|op2|..."`` into ops; a bad op or argument names itself."""
     ops = []
     for part in (spec or "").split("|"):
@@ -59,20 +69,28 @@ def parse_augment(spec: str | None) -> list[tuple[str, AugmentOp]]:
             raise ValueError(f"unknown augmentation {name!r}; known: "
                              f"{', '.join(list_augmentations())}")
         try:
-            ops.append((part, _AUGMENTATIONS[name](*args, **kwargs)))
+            ops.append((part, _AUGMENTATIONS[name](*args, **kwargs), name in _UINT8_OK))
         except (TypeError, ValueError) as e:
             raise ValueError(f"bad arguments in augmentation {part!r}: {e}") from None
     return ops
 
 
+def to_float(images):
+    return tf.cast(images, tf.float32) / 255.0 if images.dtype == tf.uint8 else images
+
+
 def apply_augment(ops, images, labels, seed):
-    """Applies parsed ``ops`` in order; each gets its own seed split from ``seed``."""
-    if not ops:
-        return images, labels
-    seeds = tf.random.experimental.stateless_split(seed, num=len(ops))
-    for i, (_, op) in enumerate(ops):
-        images, labels = op(images, labels, seeds[i])
-    return images, labels
+    """Applies parsed ``ops`` in order, each with its own seed split from ``seed``.
+
+    ``images`` may be uint8 (0..255) or float (0..1); the result is float32 in [0, 1].
+    """
+    if ops:
+        seeds = tf.random.experimental.stateless_split(seed, num=len(ops))
+        for i, (_, op, uint8_ok) in enumerate(ops):
+            if not uint8_ok:
+                images = to_float(images)
+            images, labels = op(images, labels, seeds[i])
+    return to_float(images), labels
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -123,7 +141,7 @@ def _beta(seed, shape, alpha):
 # ----------------------------------------------------------------------------- ops
 
 
-@register_augmentation
+@register_augmentation(uint8=True)
 def random_crop(pad: int = 4):
     """Zero-pad by ``pad`` pixels and crop back at a random offset (integer translation)."""
     if pad < 0:
@@ -166,7 +184,7 @@ def random_resized_crop(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
     return op
 
 
-@register_augmentation
+@register_augmentation(uint8=True)
 def flip_lr(p: float = 0.5):
     """Horizontal flip with probability ``p``."""
     _check_prob("flip_lr", p)
@@ -259,7 +277,7 @@ def _box_mask(seed, shape, size_h, size_w):
     return tf.cast(inside, tf.float32)[..., None]
 
 
-@register_augmentation
+@register_augmentation(uint8=True)
 def cutout(size: int = 16, p: float = 1.0):
     """Zero a ``size`` x ``size`` square at a uniform centre (clipped at the border)."""
     _check_prob("cutout", p)
@@ -269,7 +287,7 @@ def cutout(size: int = 16, p: float = 1.0):
         b = tf.shape(images)[0]
         sz = tf.where(_bernoulli(s[0], b, p), float(size), 0.0)
         mask = _box_mask(s[1], tf.shape(images), sz, sz)
-        return images * (1 - mask), labels
+        return tf.where(mask > 0, tf.zeros_like(images), images), labels
 
     return op
 
@@ -296,7 +314,7 @@ def mixup(p: float = 1.0, alpha: float = 0.2):
     return op
 
 
-@register_augmentation
+@register_augmentation(uint8=True)
 def cutmix(p: float = 0.5, alpha: float = 1.0):
     """CutMix per sample with probability ``p``: a box of area ~ (1 - lam), lam ~ Beta(alpha,
     alpha), is pasted from a random partner; labels are mixed by the box's actual area."""
@@ -312,6 +330,6 @@ def cutmix(p: float = 0.5, alpha: float = 1.0):
                          cut * tf.cast(shape[2], tf.float32))
         x2, y2 = _mix_partner(s[3], images, labels)
         area = tf.reduce_mean(mask, axis=[1, 2, 3])[:, None]
-        return images * (1 - mask) + x2 * mask, (1 - area) * labels + area * y2
+        return tf.where(mask > 0, x2, images), (1 - area) * labels + area * y2
 
     return op

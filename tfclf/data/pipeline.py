@@ -152,10 +152,9 @@ def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, bat
             lambda step, idx: (epoch, step, idx))
 
     def load(epoch, step, idx):
-        x = tf.cast(tf.gather(images, idx), tf.float32) / 255.0
         y = tf.one_hot(tf.gather(labels, idx), num_classes)
-        x, y = apply_augment(ops, x, y, tf.stack([tf.constant(seed, tf.int64) + 1,
-                                                  epoch * steps + step]))
+        x, y = apply_augment(ops, tf.gather(images, idx), y,  # uint8 in, float [0, 1] out
+                             tf.stack([tf.constant(seed, tf.int64) + 1, epoch * steps + step]))
         x = normalizer(x)
         if weights is not None:
             return x, y, tf.linalg.matvec(y, weights)

@@ -1,0 +1,52 @@
+"""Figures a person would rather see than read: image grids, curves, confusion matrices."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def image_grid(images: np.ndarray, titles: list[str], path, *, cols: int = 8, title: str = ""):
+    """Saves images (N, H, W, C) in [0, 1] as a grid with a title over each."""
+    n = len(images)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, t in zip(axes.ravel(), images, titles):
+        img = np.clip(img, 0, 1)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(t, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def label_titles(labels: np.ndarray, class_names: list[str]) -> list[str]:
+    """'cat' for a hard label, 'cat .62/dog .38' for a mixed one (MixUp/CutMix)."""
+    titles = []
+    for y in labels:
+        top = np.argsort(y)[::-1][:2]
+        if y[top[1]] > 1e-3:
+            titles.append(f"{class_names[top[0]]} {y[top[0]]:.2f}/{class_names[top[1]]} "
+                          f"{y[top[1]]:.2f}")
+        else:
+            titles.append(class_names[top[0]])
+    return titles

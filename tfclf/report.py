@@ -1,0 +1,159 @@
+"""Evaluation report: accuracy, per-class precision/recall/F1/support (report 002), confusion
+matrix, well- and mis-classified examples per class (report 001), curves, model size.
+
+Every number goes to ``report.json``; the figures are PNGs beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfclf.data import Normalizer, Split, eval_dataset  # noqa: E402
+from tfclf.models import model_stats  # noqa: E402
+from tfclf.plots import _save, image_grid  # noqa: E402
+from tfclf.training.callbacks import atomic_write_json  # noqa: E402
+
+
+def predict_logits(model, split: Split, num_classes: int, normalizer: Normalizer, *,
+                   batch_size: int, image_size: int | None) -> np.ndarray:
+    ds = eval_dataset(split, num_classes, normalizer, batch_size=batch_size,
+                      image_size=image_size).map(lambda x, y: x)
+    return model.predict(ds, verbose=0).astype(np.float64)
+
+
+def classification_metrics(labels: np.ndarray, logits: np.ndarray, class_names) -> dict:
+    """Top-1 (and top-5 above 10 classes), loss and per-class metrics from logits.
+
+    Precision/recall/F1 are four lines of numpy on the confusion matrix, so no
+    scikit-learn dependency is taken for them.
+    """
+    k = len(class_names)
+    z = logits - logits.max(1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+    pred = logits.argmax(1)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(1)
+    precision = np.divide(tp, cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k),
+                   where=precision + recall > 0)
+    out = {
+        "examples": int(len(labels)),
+        "top1": float((pred == labels).mean()),
+        "loss": float(-log_p[np.arange(len(labels)), labels].mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": [{"class": str(c), "precision": float(p), "recall": float(r),
+                       "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(class_names, precision, recall, f1, support)],
+        "confusion_matrix": cm.tolist(),
+    }
+    if k > 10:
+        top5 = np.argsort(-logits, 1)[:, :5]
+        out["top5"] = float((top5 == labels[:, None]).any(1).mean())
+    return out
+
+
+def plot_confusion(cm: np.ndarray, class_names, path):
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(class_names)
+    size = max(5, 0.45 * k)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, m, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "normalised (rows)",
+                                                              ".2f")):
+        im = ax.imshow(m, cmap="Blues")
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if k <= 20:
+            ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
+            ax.set_yticks(range(k), class_names, fontsize=7)
+            thresh = m.max() / 2
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=6,
+                            color="white" if m[i, j] > thresh else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def plot_curves(history: list[dict], path):
+    """Loss and accuracy per epoch over all stages (stage changes as dashed lines)."""
+    if not history:
+        return None
+    x = np.arange(1, len(history) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            ys = [h.get(prefix + key, np.nan) for h in history]
+            ax.plot(x, ys, style, label=(prefix or "train_") + key)
+        for i in range(1, len(history)):
+            if history[i]["stage"] != history[i - 1]["stage"]:
+                ax.axvline(i + 0.5, color="gray", ls=":", lw=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def example_grids(split: Split, logits: np.ndarray, class_names, out_dir: Path, per_kind: int = 8):
+    """Per class: the most confident correct and most confident wrong predictions."""
+    pred, conf = logits.argmax(1), logits.max(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for c, name in enumerate(class_names):
+        idx = np.flatnonzero(split.labels == c)
+        good = idx[pred[idx] == c]
+        bad = idx[pred[idx] != c]
+        good = good[np.argsort(-conf[good])][:per_kind]
+        bad = bad[np.argsort(-conf[bad])][:per_kind]
+        chosen = list(good) + list(bad)
+        if not chosen:
+            continue
+        titles = [f"ok: {class_names[pred[i]]}" for i in good] + [
+            f"WRONG: {class_names[pred[i]]}" for i in bad]
+        safe = "".join(ch if ch.isalnum() else "_" for ch in str(name))
+        paths.append(image_grid(split.images[chosen].astype(np.float32) / 255, titles,
+                                out_dir / f"class_{c:03d}_{safe}.png", cols=per_kind,
+                                title=f"class {name}: {len(good)} best correct, "
+                                      f"{len(bad)} most confident mistakes"))
+    return paths
+
+
+def write_report(out_dir, model, split: Split, class_names, normalizer: Normalizer, *,
+                 image_size: int | None, batch_size: int = 256, history=None,
+                 split_name: str = "val", files: dict | None = None) -> dict:
+    """Evaluates ``model`` on ``split`` and writes ``report.json`` and the figures."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logits = predict_logits(model, split, len(class_names), normalizer, batch_size=batch_size,
+                            image_size=image_size)
+    metrics = classification_metrics(split.labels, logits, class_names)
+    stats = model_stats(model)
+    report = {
+        "split": split_name,
+        "image_size": image_size,
+        **{k: v for k, v in metrics.items() if k != "confusion_matrix"},
+        "model": {**stats.to_dict(), "files": {k: int(Path(v).stat().st_size)
+                                               for k, v in (files or {}).items()
+                                               if Path(v).exists()}},
+        "confusion_matrix": metrics["confusion_matrix"],
+    }
+    plot_confusion(np.array(metrics["confusion_matrix"]), class_names,
+                   out_dir / "confusion_matrix.png")
+    example_grids(split, logits, class_names, out_dir / "examples",
+                  per_kind=min(8, max(2, math.ceil(32 / len(class_names)))))
+    if history:
+        plot_curves(history, out_dir / "curves.png")
+    atomic_write_json(report, out_dir / "report.json")
+    return report

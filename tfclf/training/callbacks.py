@@ -1,0 +1,103 @@
+"""Training callbacks: resumable checkpoints, best weights, epoch statistics, time budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfclf.keras import keras
+
+
+def atomic_save_weights(model: keras.Model, path: Path) -> None:
+    """Writes weights next to ``path`` and renames: a kill never leaves a broken file."""
+    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Saves model, optimizer (its step counter drives the LR schedule), stage and finished
+    epochs after every epoch with ``tf.train.CheckpointManager``, whose index file is only
+    rewritten, atomically, after the data files are complete."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, stage_var, epoch_var, stage: int,
+                 history: dict, history_path: Path, is_chief: bool = True):
+        super().__init__()
+        self.manager, self.stage_var, self.epoch_var = manager, stage_var, epoch_var
+        self.stage, self.history, self.history_path = stage, history, history_path
+        self.is_chief = is_chief
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"stage": self.stage, "epoch": epoch + 1, **{k: float(v) for k, v in
+                                                           (logs or {}).items()}}
+        self.history.setdefault("epochs", []).append(row)
+        self.stage_var.assign(self.stage)
+        self.epoch_var.assign(epoch + 1)
+        self.manager.save()
+        if self.is_chief:  # history after the checkpoint: never ahead of it
+            atomic_write_json(self.history, self.history_path)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights with the best validation accuracy of the stage (atomic writes).
+
+    In a multi-worker run every worker saves (reading batch-norm statistics is a collective
+    op all workers must join); non-chief workers write into their own scratch directory.
+    """
+
+    def __init__(self, path: Path, monitor: str = "val_accuracy", best: float = -np.inf):
+        super().__init__()
+        self.path, self.monitor, self.best = path, monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best = float(value)
+            atomic_save_weights(self.model, self.path)
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds epoch time, images/s and the learning rate to the logs (console, TensorBoard)."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images = images_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        if logs is not None:
+            logs["epoch_seconds"] = seconds
+            logs["images_per_second"] = self.images / seconds
+            opt = self.model.optimizer
+            lr = opt.learning_rate
+            if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+                lr = lr(keras.backend.get_value(opt.iterations) - 1)
+            logs["lr"] = float(keras.backend.get_value(lr))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training cleanly (after the current batch) once ``deadline`` has passed."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.expired = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() >= self.deadline:
+            self.expired = True
+            self.model.stop_training = True

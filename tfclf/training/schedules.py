@@ -1,0 +1,135 @@
+"""Learning-rate schedules, per optimizer step, from Keras' own where they exist.
+
+constant; step (x gamma every N epochs); multistep (x gamma at listed epochs, e.g. 60, 90 as
+in report 002); exponential (x gamma each epoch, report 001's 0.7); cosine; cosine_restarts
+(SGDR: report 000 starts at 1e-3, first cycle 20 epochs, each cycle t_mul=2 longer);
+cyclic (triangular, Smith 2017); plateau (a constant schedule driven by
+``ReduceLROnPlateau``). Any of them may be preceded by a linear warm-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfclf.keras import keras
+
+SCHEDULES = ("constant", "step", "multistep", "exponential", "plateau", "cosine",
+             "cosine_restarts", "cyclic")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    kind: str = "cosine"
+    lr: float = 0.1
+    epochs: int = 30
+    warmup_epochs: float = 0.0
+    gamma: float = 0.1  # step, multistep, exponential
+    step_epochs: int = 30  # step
+    milestones: tuple[int, ...] = (60, 90)  # multistep
+    min_lr: float = 0.0  # cosine, cosine_restarts, cyclic (lower bound)
+    restart_epochs: float = 20  # cosine_restarts: first cycle
+    t_mul: float = 2.0
+    m_mul: float = 1.0
+    cycle_epochs: float = 8  # cyclic: a full up-and-down cycle
+
+    def validate(self):
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate must be positive, got {self.lr}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
+            raise ValueError(f"warm-up epochs must be in [0, epochs), got {self.warmup_epochs}")
+        return self
+
+
+@keras.utils.register_keras_serializable("tfclf")
+class Constant(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, lr):
+        self.lr = lr
+
+    def __call__(self, step):
+        return tf.fill([], tf.cast(self.lr, tf.float32))
+
+    def get_config(self):
+        return {"lr": self.lr}
+
+
+@keras.utils.register_keras_serializable("tfclf")
+class Triangular(keras.optimizers.schedules.LearningRateSchedule):
+    """Cyclic LR, triangular policy: min_lr -> max_lr -> min_lr every ``cycle_steps``."""
+
+    def __init__(self, min_lr, max_lr, cycle_steps):
+        self.min_lr, self.max_lr, self.cycle_steps = min_lr, max_lr, cycle_steps
+
+    def __call__(self, step):
+        phase = tf.math.floormod(tf.cast(step, tf.float32), self.cycle_steps) / self.cycle_steps
+        tri = 1.0 - tf.abs(2.0 * phase - 1.0)
+        return self.min_lr + (self.max_lr - self.min_lr) * tri
+
+    def get_config(self):
+        return {"min_lr": self.min_lr, "max_lr": self.max_lr, "cycle_steps": self.cycle_steps}
+
+
+@keras.utils.register_keras_serializable("tfclf")
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 over ``warmup_steps``, then ``after`` (shifted to start at 0)."""
+
+    def __init__(self, after, warmup_steps, peak_lr):
+        self.after, self.warmup_steps, self.peak_lr = after, warmup_steps, peak_lr
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak_lr * (step + 1) / self.warmup_steps
+        return tf.where(step < self.warmup_steps, warm,
+                        tf.cast(self.after(tf.maximum(step - self.warmup_steps, 0)), tf.float32))
+
+    def get_config(self):
+        return {"after": keras.optimizers.schedules.serialize(self.after),
+                "warmup_steps": self.warmup_steps, "peak_lr": self.peak_lr}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["after"] = keras.optimizers.schedules.deserialize(config["after"])
+        return cls(**config)
+
+
+def make_schedule(cfg: ScheduleConfig, steps_per_epoch: int):
+    """The schedule over optimizer steps (``optimizer.iterations``, restored on resume)."""
+    cfg.validate()
+    spe = steps_per_epoch
+    warm = int(round(cfg.warmup_epochs * spe))
+    total = max(1, cfg.epochs * spe - warm)
+    s = keras.optimizers.schedules
+    if cfg.kind in ("constant", "plateau"):
+        sched = Constant(cfg.lr)
+    elif cfg.kind in ("step", "multistep"):
+        if cfg.kind == "step":
+            ms = list(range(cfg.step_epochs, cfg.epochs, cfg.step_epochs))
+        else:
+            ms = sorted(m for m in cfg.milestones if m < cfg.epochs)
+        # PiecewiseConstantDecay keeps a value while step <= boundary: the new value must
+        # apply from the first step of the milestone epoch, step m * spe.
+        sched = s.PiecewiseConstantDecay([m * spe - 1 for m in ms],
+                                         [cfg.lr * cfg.gamma**i for i in range(len(ms) + 1)]
+                                         ) if ms else Constant(cfg.lr)
+    elif cfg.kind == "exponential":
+        sched = s.ExponentialDecay(cfg.lr, decay_steps=spe, decay_rate=cfg.gamma, staircase=True)
+    elif cfg.kind == "cosine":
+        sched = s.CosineDecay(cfg.lr, decay_steps=total, alpha=cfg.min_lr / cfg.lr)
+    elif cfg.kind == "cosine_restarts":
+        sched = s.CosineDecayRestarts(cfg.lr, first_decay_steps=int(cfg.restart_epochs * spe),
+                                      t_mul=cfg.t_mul, m_mul=cfg.m_mul, alpha=cfg.min_lr / cfg.lr)
+    else:  # cyclic
+        sched = Triangular(cfg.min_lr, cfg.lr, int(cfg.cycle_epochs * spe))
+    return WarmUp(sched, warm, cfg.lr) if warm else sched
+
+
+def schedule_values(cfg: ScheduleConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate at every step (for plots and tests)."""
+    sched = make_schedule(cfg, steps_per_epoch)
+    steps = tf.range(cfg.epochs * steps_per_epoch)
+    return [float(v) for v in tf.map_fn(lambda t: tf.cast(sched(t), tf.float32), steps,
+                                        fn_output_signature=tf.float32)]

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
@@ -36,7 +36,7 @@ def image_grid(images: np.ndarray, titles: list[str], path, *, cols: int = 8, ti
         ax.set_title(t, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def label_titles(labels: np.ndarray, class_names: list[str]) -> list[str]:

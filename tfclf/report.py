@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from tfclf.data import Normalizer, Split, eval_dataset  # noqa: E402
 from tfclf.models import model_stats  # noqa: E402
-from tfclf.plots import _save, image_grid  # noqa: E402
+from tfclf.plots import image_grid, save_figure  # noqa: E402
 from tfclf.training.callbacks import atomic_write_json  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def plot_confusion(cm: np.ndarray, class_names, path):
                     ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=6,
                             color="white" if m[i, j] > thresh else "black")
         fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(history: list[dict], path):
@@ -103,7 +103,7 @@ def plot_curves(history: list[dict], path):
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def example_grids(split: Split, logits: np.ndarray, class_names, out_dir: Path, per_kind: int = 8):

@@ -1,0 +1,54 @@
+"""Draws the learning-rate schedule of a flagfile (all FixRes stages) as a PNG.
+
+    python tools/plot_lr.py --flagfile=configs/quickstart.flags --steps_per_epoch=31 \
+        --out=lr.png
+
+``--steps_per_epoch`` defaults to the training split size over the batch size when the
+data source can be loaded.
+"""
+
+import sys
+
+from absl import app, flags
+
+from tfclf import train as train_cli  # the training flags
+
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: from the data).")
+flags.DEFINE_string("out", "lr_schedule.png", "Output PNG.")
+FLAGS = flags.FLAGS
+
+
+def main(_):
+    cfg, errors = train_cli.config_from_flags(FLAGS)
+    if errors:
+        print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
+        return 2
+    spe = FLAGS.steps_per_epoch
+    if spe is None:
+        from tfclf.training.trainer import prepare_data
+
+        data, _ = prepare_data(cfg)
+        spe = len(data.train) // cfg.batch_size
+    import numpy as np
+
+    from tfclf.plots import plt, save_figure
+    from tfclf.training.schedules import schedule_values
+
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    start = 0
+    for i, stage in enumerate(cfg.stages, start=1):
+        values = schedule_values(stage.schedule, spe)
+        epochs = start + np.arange(len(values)) / spe
+        ax.plot(epochs, values, label=f"stage {i}: {stage.schedule.kind}, "
+                f"{stage.size or 'native'} px")
+        start += stage.epochs
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    print(f"wrote {save_figure(fig, FLAGS.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -19,7 +19,7 @@ from tfclf.training.schedules import ScheduleConfig, schedule_values
 TINY = ["--model=resnet_custom",
         "--model_args={'depths': (1, 1), 'widths': (8, 16), 'strides': (1, 2)}",
         "--batch_size=100", "--precision=float32", "--verbose=line", "--lr=0.05",
-        "--augment=random_crop(2)"]
+        "--augment=random_crop(2)", "--warmup_epochs=0", "--l2=0"]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from tfclf.training.schedules import SCHEDULES
 
 FLAGS = flags.FLAGS
 _OURS: list[str] = []
+# Defaults are the quick start's (configs/quickstart.flags; tests/test_configs.py keeps them
+# equal), so `python -m tfclf.train` with no flags runs it.
 
 
 def _define(kind, name, default, help_, enum_values=None):
@@ -47,22 +49,23 @@ _define("integer", "load_size", None, "Resize folder images to this size on load
 _define("float", "val_fraction", 0.2, "Stratified validation fraction when the source has none.")
 _define("list", "mean", None, "Per-channel mean in [0, 1] (default: from the training split).")
 _define("list", "std", None, "Per-channel std in [0, 1] (default: from the training split).")
-_define("string", "augment", "", "Augmentations, e.g. 'random_crop(4)|flip_lr|cutmix(0.5)'.")
+_define("string", "augment", "random_crop(pad=2)|rotate(10)", "Augmentations, e.g. "
+        "'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.")
 _define("enum", "balance", "none", "Class balancing.", enum_values=list(BALANCE))
 _define("integer", "batch_size", 128, "Global batch size.")
 # Optimisation
 _define("enum", "optimizer", "sgd", "Optimizer.", enum_values=["sgd", "adam", "adamw"])
-_define("float", "lr", 0.1, "Peak learning rate.")
+_define("float", "lr", 0.05, "Peak learning rate.")
 _define("float", "momentum", 0.9, "SGD momentum.")
 _define("bool", "nesterov", True, "Nesterov momentum for SGD.")
 _define("float", "weight_decay", 0.0, "Decoupled weight decay (AdamW).")
-_define("float", "l2", 0.0, "L2 penalty coefficient on conv/dense kernels.")
+_define("float", "l2", 5e-5, "L2 penalty coefficient on conv/dense kernels.")
 _define("float", "label_smoothing", 0.0, "Label smoothing (also on MixUp/CutMix labels).")
 _define("float", "dropout", None, "Dropout rate for models that have it (None: model's own).")
 _define("enum", "schedule", "cosine", "LR schedule.", enum_values=list(SCHEDULES))
-_define("integer", "epochs", 30, "Epochs (single stage).")
+_define("integer", "epochs", 10, "Epochs (single stage).")
 _define("integer", "image_size", None, "Training resolution (single stage; default: native).")
-_define("float", "warmup_epochs", 0.0, "Linear warm-up epochs.")
+_define("float", "warmup_epochs", 1.0, "Linear warm-up epochs.")
 _define("float", "gamma", 0.1, "Decay factor (step, multistep, exponential).")
 _define("integer", "step_epochs", 30, "Epochs between decays (step).")
 _define("list", "milestones", ["60", "90"], "Decay epochs (multistep).")

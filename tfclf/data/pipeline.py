@@ -36,13 +36,14 @@ class Normalizer:
     @classmethod
     def from_images(cls, images: np.ndarray) -> Normalizer:
         x = images.reshape(-1, images.shape[-1])
-        total = np.zeros(x.shape[-1]), np.zeros(x.shape[-1])
+        s1 = np.zeros(x.shape[-1])
+        s2 = np.zeros(x.shape[-1])
         for chunk in np.array_split(x, max(1, len(x) // 2**22)):  # bounded memory
             c = chunk.astype(np.float64) / 255
-            total[0].__iadd__(c.sum(0))
-            total[1].__iadd__((c**2).sum(0))
-        mean = total[0] / len(x)
-        std = np.sqrt(np.maximum(total[1] / len(x) - mean**2, 1e-12))
+            s1 += c.sum(0)
+            s2 += (c**2).sum(0)
+        mean = s1 / len(x)
+        std = np.sqrt(np.maximum(s2 / len(x) - mean**2, 1e-12))
         return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std))
 
     @classmethod

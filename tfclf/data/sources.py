@@ -56,6 +56,7 @@ class ImageData:
     train: Split
     val: Split | None = None
     test: Split | None = None
+    skipped: list = dataclasses.field(default_factory=list)  # (path, reason) of unusable files
 
     @property
     def num_classes(self) -> int:
@@ -235,10 +236,8 @@ def load_folder(root: str | os.PathLike, *, channels: int = 3, size: int | None 
     if all_skipped:
         listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
         logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)
-    data = ImageData(f"folder:{root}", classes, splits["train"], splits.get("val"),
-                     splits.get("test"))
-    data.skipped = all_skipped
-    return data
+    return ImageData(f"folder:{root}", classes, splits["train"], splits.get("val"),
+                     splits.get("test"), skipped=all_skipped)
 
 
 # ----------------------------------------------------------------------------- arrays

@@ -148,7 +148,7 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
     (["--model=nope", "--lr=-1", "--stage=size=x"], ["unknown model 'nope'", "--lr must be "
                                                      "positive", "size='x' is not a int"]),
     (["--augment=blur(3)"], ["unknown augmentation 'blur'"]),
-    (["--source=folder:/no/such/dir", "--epochs=1"], ["image folder not found: /no/such/dir"]),
+    (["--source=folder:/no/such/dir", "--epochs=2"], ["image folder not found: /no/such/dir"]),
     (["--time_budget=soon"], ["--time_budget: cannot read 'soon'"]),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, args, message):

@@ -21,6 +21,7 @@ from absl import app, flags
 
 from tfclf.data import BALANCE
 from tfclf.training.schedules import SCHEDULES
+from tfclf.training.trainer import OPTIMIZERS, PRECISIONS, STRATEGIES
 
 FLAGS = flags.FLAGS
 _OURS: list[str] = []
@@ -54,7 +55,7 @@ _define("string", "augment", "random_crop(pad=2)|rotate(10)", "Augmentations, e.
 _define("enum", "balance", "none", "Class balancing.", enum_values=list(BALANCE))
 _define("integer", "batch_size", 128, "Global batch size.")
 # Optimisation
-_define("enum", "optimizer", "sgd", "Optimizer.", enum_values=["sgd", "adam", "adamw"])
+_define("enum", "optimizer", "sgd", "Optimizer.", enum_values=list(OPTIMIZERS))
 _define("float", "lr", 0.05, "Peak learning rate.")
 _define("float", "momentum", 0.9, "SGD momentum.")
 _define("bool", "nesterov", True, "Nesterov momentum for SGD.")
@@ -82,10 +83,10 @@ _define("integer", "early_stopping", 0, "Stop after this many epochs without val
 _define("string", "time_budget", "", "Stop cleanly after this long: '90s', '30m', '6h'.")
 # System
 _define("enum", "precision", "auto", "Mixed precision (auto: bf16 on CPU, fp16 on GPU).",
-        enum_values=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
+        enum_values=list(PRECISIONS))
 _define("bool", "xla", False, "XLA jit_compile (3x slower on this CPU; try it on GPUs).")
 _define("enum", "strategy", "default", "tf.distribute strategy (multi_worker reads TF_CONFIG).",
-        enum_values=["default", "mirrored", "multi_worker"])
+        enum_values=list(STRATEGIES))
 _define("integer", "cpu_devices", 0, "Split the CPU into this many logical devices (testing "
         "MirroredStrategy without GPUs).")
 _define("integer", "seed", 0, "Seed for splits, shuffling, augmentation and initialisation.")

@@ -41,17 +41,23 @@ def check_logits_at_two_sizes(name, model):
         assert np.isfinite(logits.numpy()).all()
 
 
+def _keras_auto_name(layer):
+    """The name Keras gives an unnamed layer (tf_keras' to_snake_case of the class name)."""
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", type(layer).__name__)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 def check_stock_named_layers_only(model):
     names = [layer.name for layer in model.layers]
     assert len(set(names)) == len(names)
     for layer in model.layers:
         assert not isinstance(layer, layers.Lambda), layer.name
         assert "Lambda" not in type(layer).__name__, f"{layer.name}: {type(layer).__name__}"
-        # Keras' automatic names look like "conv2d_3" or "tf.math.add"; ours are explicit.
-        assert not re.fullmatch(r"[a-z_]+(_\d+)?", layer.name) or "_" in layer.name or \
-            layer.name in ("image", "logits", "flatten", "pool"), layer.name
-        assert not re.match(r"(conv2d|dense|batch_normalization|re_lu|add|tf\.)", layer.name), \
-            layer.name
+        # Keras' automatic names are "<class in snake case>[_<n>]" or "tf.<op>"; ours are
+        # explicit (the one exception, "flatten", is given explicitly where used).
+        assert not re.fullmatch(rf"{re.escape(_keras_auto_name(layer))}(_\d+)?", layer.name) \
+            or layer.name == "flatten", layer.name
+        assert not layer.name.startswith("tf."), layer.name
     assert model.layers[-1].name == "logits"
     assert model.layers[-1].get_config().get("activation") == "linear"
 

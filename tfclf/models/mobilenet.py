@@ -9,7 +9,7 @@ as in the report's sample code. 256,779 parameters at 128x128 with 11 classes.
 from __future__ import annotations
 
 from tfclf.keras import keras, layers
-from tfclf.models.layers import classifier, conv_bn_act, inputs
+from tfclf.models.layers import batch_norm, classifier, conv_bn_act, inputs
 from tfclf.models.registry import register_model
 
 
@@ -22,7 +22,7 @@ def mobilenet_student_builder(input_shape, num_classes, *, base: int = 16,
     for i, m in enumerate(multipliers, start=1):
         name_i = f"block{i}"
         x = layers.DepthwiseConv2D(3, padding="same", name=f"{name_i}_dw")(x)
-        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name_i}_dw_bn")(x)
+        x = batch_norm(x, name=f"{name_i}_dw_bn")
         x = layers.ReLU(6.0, name=f"{name_i}_dw_act")(x)
         x = layers.Conv2D(base * m, 1, name=f"{name_i}_pw")(x)
         if i <= pools:

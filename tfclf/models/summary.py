@@ -59,7 +59,7 @@ def model_stats(model: keras.Model) -> ModelStats:
         input_shape=tuple(model.input_shape[1:]),
         trainable_params=_count(model.trainable_weights),
         total_params=total,
-        macs=sum(r[3 + 1] for r in rows),
+        macs=sum(r[4] for r in rows),
         float32_bytes=4 * total,
         layers=rows,
     )

@@ -199,13 +199,14 @@ class Trainer:
             (self.run_dir / "classes.json").write_text(json.dumps(self.data.class_names))
         logging.info("data: %s", self.data.describe())
 
-    def _build(self, stage: Stage) -> keras.Model:
-        cfg = self.cfg
+    def _create(self, stage: Stage) -> keras.Model:
         size = stage.size or self.data.image_shape[0]
+        return create_model(self.cfg.model, (size, size, self.data.image_shape[-1]),
+                            self.data.num_classes, **self.cfg.model_args)
+
+    def _build(self, stage: Stage) -> keras.Model:
         with self.strategy.scope():
-            model = create_model(cfg.model, (size, size, self.data.image_shape[-1]),
-                                 self.data.num_classes, **cfg.model_args)
-        return model
+            return self._create(stage)
 
     def _compile(self, model, stage: Stage, steps_per_epoch: int):
         cfg = self.cfg
@@ -366,9 +367,7 @@ class Trainer:
                         best_path: Path) -> tuple[Path, keras.Model]:
         """The stage's best weights (else the last) as a float32 model built outside any
         strategy, saved as ``.keras`` and SavedModel, written then renamed into place."""
-        size = stage.size or self.data.image_shape[0]
-        f32 = create_model(self.cfg.model, (size, size, self.data.image_shape[-1]),
-                           self.data.num_classes, **self.cfg.model_args)
+        f32 = self._create(stage)  # outside the strategy, under the float32 policy
         if best_path.exists():
             f32.load_weights(best_path)
         else:

@@ -168,6 +168,37 @@ def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
     assert (run / "report" / "report.json").exists()
 
 
+def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
+    # LeNet-5 has no batch norm or dropout; at lr 1e-9 its validation accuracy cannot move,
+    # so patience 1 stops each stage after its second epoch.
+    run = tmp_path / "run"
+    args = [*TINY, digits, f"--run_dir={run}", "--model=lenet5", "--model_args={}",
+            "--schedule=constant", "--early_stopping=1", "--stage=epochs=6 lr=1e-9",
+            "--stage=epochs=6 lr=1e-9"]
+    train(*args)
+    history = json.loads((run / "history.json").read_text())
+    assert [(r["stage"], r["epoch"]) for r in history["epochs"]] == [(0, 1), (0, 2),
+                                                                     (1, 1), (1, 2)]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_early"] == [1, 2] and metrics["epochs_run"] == 4
+
+    train(*args)  # the same command again: both stages are over, nothing more is trained
+    again = json.loads((run / "history.json").read_text())
+    assert again["epochs"] == history["epochs"]
+
+
+def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
+    def run(name, seed):
+        train(*TINY, digits, f"--run_dir={tmp_path / name}", "--epochs=2", "--deterministic",
+              f"--seed={seed}")
+        rows = json.loads((tmp_path / name / "history.json").read_text())["epochs"]
+        return [(r["loss"], r["val_loss"]) for r in rows]
+
+    first = run("a", seed=1)
+    assert run("b", seed=1) == first
+    assert run("c", seed=2) != first
+
+
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, digits):
     run = tmp_path / "run"
     train(*TINY, digits, f"--run_dir={run}", "--epochs=1", "--strategy=mirrored",

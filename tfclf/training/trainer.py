@@ -285,9 +285,11 @@ class Trainer:
                 callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
                     "val_loss", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
                     min_lr=stage.schedule.min_lr))
+            early = None
             if cfg.early_stopping:
-                callbacks.insert(0, keras.callbacks.EarlyStopping(
-                    "val_accuracy", patience=cfg.early_stopping, mode="max"))
+                early = keras.callbacks.EarlyStopping(
+                    "val_accuracy", patience=cfg.early_stopping, mode="max")
+                callbacks.insert(0, early)
             budget = cb.TimeBudget(deadline) if deadline else None
             if budget:
                 callbacks.append(budget)
@@ -299,6 +301,17 @@ class Trainer:
             model.fit(stream.dataset, epochs=stage.epochs, initial_epoch=first_epoch,
                       steps_per_epoch=stream.steps_per_epoch, validation_data=val_ds,
                       callbacks=callbacks, verbose=cfg.verbose)
+            if early is not None and early.stopped_epoch > 0:
+                # The stage is over: mark it finished so a rerun goes on to the next stage
+                # instead of training the stopped one further.
+                logging.info("early stopping ended stage %d after epoch %d (no val_accuracy "
+                             "gain in %d epochs)", s + 1, early.stopped_epoch + 1,
+                             cfg.early_stopping)
+                self.history.setdefault("stopped_early", []).append(s)
+                epoch_var.assign(stage.epochs)
+                manager.save()
+                if self.is_chief:
+                    cb.atomic_write_json(self.history, hist_path)
             if budget and budget.expired:
                 stopped_by_budget = True
                 logging.warning("time budget of %.0f s used up: stopping after stage %d epoch "
@@ -337,6 +350,7 @@ class Trainer:
         best_path = self.out_dir / f"best_stage{final_stage}.weights.h5"
         size = cfg.stages[final_stage].size
         result = {"stopped_by_time_budget": stopped_by_budget,
+                  "stopped_early": [s + 1 for s in self.history.get("stopped_early", [])],
                   "final_stage": final_stage + 1, "precision": self.precision,
                   "replicas": self.strategy.num_replicas_in_sync,
                   "replicas_identical": identical}

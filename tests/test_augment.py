@@ -49,7 +49,7 @@ def test_eager_and_tf_data_agree_and_are_deterministic(name):
 
 
 @pytest.mark.parametrize("name", ["random_crop", "random_resized_crop", "flip_lr", "rotate",
-                                  "color_jitter", "grayscale", "cutout", "mixup", "cutmix"])
+                                  "affine", "color_jitter", "grayscale", "cutout", "mixup", "cutmix"])
 def test_each_op_changes_something(name):
     x, y = _batch()
     spec = {"flip_lr": "flip_lr(1.0)", "grayscale": "grayscale(1.0)", "mixup": "mixup(1.0)",
@@ -85,6 +85,24 @@ def test_random_crop_is_an_integer_shift_with_zero_fill():
     assert set(v.tolist()) <= {0.0, 1.0}  # nearest sampling: no interpolated values
     kept = x2.numpy().mean(axis=(1, 2, 3))
     assert (kept >= (H - 4) * (W - 4) / (H * W) - 1e-6).all()
+
+
+def test_affine_identity_shift_and_zoom():
+    x = np.zeros((1, 21, 21, 1), "float32")
+    x[0, 8:13, 8:13] = 1  # a 5x5 square at the centre
+    x = tf.constant(x)
+    y = tf.one_hot([0], 2)
+    ident, _ = _run("affine(0, 0, (1, 1), 0)", x, y, False)
+    np.testing.assert_allclose(ident.numpy(), x.numpy(), atol=1e-6)
+
+    shifted, _ = _run("affine(0, 0.2, (1, 1), 0)", x, y, False)
+    ys, xs = np.nonzero(shifted.numpy()[0, ..., 0] > 0.5)
+    assert abs(ys.mean() - 10) <= 0.2 * 21 + 0.5 and abs(xs.mean() - 10) <= 0.2 * 21 + 0.5
+    assert shifted.numpy().sum() == pytest.approx(25, abs=1.0)  # moved, not resized
+
+    zoomed, _ = _run("affine(0, 0, (2, 2), 0)", x, y, False)
+    assert zoomed.numpy().sum() == pytest.approx(100, rel=0.1)  # twice the size: 4x the area
+    assert zoomed.numpy()[0, 10, 10, 0] == pytest.approx(1.0)  # about the centre
 
 
 def test_grayscale_channels_are_equal():

@@ -1,6 +1,6 @@
 """Batched, on-device augmentations composed from one string (after big_vision's ``pp``).
 
-``random_crop(pad=4)|flip_lr|rotate(15)|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)``
+``random_crop(pad=4)|flip_lr|rotate(15)|affine(10, 0.1, (0.9, 1.1), 5)|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)``
 ``|mixup(p=0.5, alpha=0.2)|cutmix(p=0.5, alpha=1.0)``
 
 Each op works on a whole batch at once with vectorised TensorFlow ops: images float32 in
@@ -210,6 +210,42 @@ def rotate(degrees: float = 15.0):
         y_off = (h - (s * w + c * h)) / 2
         zero = tf.zeros([b])
         return _transform(images, tf.stack([c, -s, x_off, s, c, y_off, zero, zero], 1)), labels
+
+    return op
+
+
+@register_augmentation
+def affine(degrees: float = 10.0, translate: float = 0.1, scale=(0.9, 1.1), shear: float = 0.0):
+    """One random affine map per image about its centre, as torchvision's ``RandomAffine``:
+    rotation and x-shear uniform in [-degrees, degrees] and [-shear, shear], zoom factor
+    uniform in ``scale``, shift uniform in [-translate, translate] of the size; one bilinear
+    resampling, zero fill. The classic augmentation for digits and other centred objects."""
+    lo, hi = scale
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale must satisfy 0 < min <= max, got {scale}")
+    if not 0 <= translate < 1:
+        raise ValueError(f"translate is a fraction of the size in [0, 1), got {translate}")
+
+    def op(images, labels, seed):
+        b = tf.shape(images)[0]
+        s = _seeds(seed, 5)
+        theta = _uniform(s[0], [b], -degrees, degrees) * (math.pi / 180)
+        shear_t = tf.tan(_uniform(s[1], [b], -shear, shear) * (math.pi / 180))
+        zoom = _uniform(s[2], [b], lo, hi)
+        h = tf.cast(tf.shape(images)[1], tf.float32)
+        w = tf.cast(tf.shape(images)[2], tf.float32)
+        tx = _uniform(s[3], [b], -translate, translate) * w
+        ty = _uniform(s[4], [b], -translate, translate) * h
+        # Output -> input map: inverse of zoom * rotation * shear, so that the output point
+        # centre + shift samples the input centre.
+        c, sn = tf.cos(theta), tf.sin(theta)
+        a0, a1 = (c + shear_t * sn) / zoom, (sn - shear_t * c) / zoom
+        b0, b1 = -sn / zoom, c / zoom
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        px, py = cx + tx, cy + ty
+        a2, b2 = cx - (a0 * px + a1 * py), cy - (b0 * px + b1 * py)
+        zero = tf.zeros([b])
+        return _transform(images, tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], 1)), labels
 
     return op
 

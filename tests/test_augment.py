@@ -49,7 +49,7 @@ def test_eager_and_tf_data_agree_and_are_deterministic(name):
 
 
 @pytest.mark.parametrize("name", ["random_crop", "random_resized_crop", "flip_lr", "rotate",
-                                  "affine", "color_jitter", "grayscale", "cutout", "mixup", "cutmix"])
+                                  "affine", "elastic", "color_jitter", "grayscale", "cutout", "mixup", "cutmix"])
 def test_each_op_changes_something(name):
     x, y = _batch()
     spec = {"flip_lr": "flip_lr(1.0)", "grayscale": "grayscale(1.0)", "mixup": "mixup(1.0)",
@@ -103,6 +103,18 @@ def test_affine_identity_shift_and_zoom():
     zoomed, _ = _run("affine(0, 0, (2, 2), 0)", x, y, False)
     assert zoomed.numpy().sum() == pytest.approx(100, rel=0.1)  # twice the size: 4x the area
     assert zoomed.numpy()[0, 10, 10, 0] == pytest.approx(1.0)  # about the centre
+
+
+def test_elastic_is_a_smooth_small_warp():
+    x, y = _batch(1)
+    same, _ = _run("elastic(0, 4)", x, y, False)  # no displacement: the identity
+    np.testing.assert_allclose(same.numpy(), x.numpy(), atol=1e-6)
+    ramp = tf.tile(tf.range(W, dtype=tf.float32)[None, None, :, None] / W, [B, H, 1, 1])
+    warped, _ = _run("elastic(34, 4)", ramp, y, False)
+    inner = (slice(None), slice(6, -6), slice(6, -6))  # away from the zero fill
+    shift = (warped.numpy() - ramp.numpy())[inner] * W  # horizontal displacement, pixels
+    assert 0.2 < np.abs(shift).mean() < 5  # Simard's setting moves pixels by about 1-2 px
+    assert np.abs(np.diff(shift, axis=2)).mean() < 0.5 * np.abs(shift).mean()  # smooth
 
 
 def test_grayscale_channels_are_equal():

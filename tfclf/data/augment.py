@@ -1,6 +1,6 @@
 """Batched, on-device augmentations composed from one string (after big_vision's ``pp``).
 
-``random_crop(pad=4)|flip_lr|rotate(15)|affine(10, 0.1, (0.9, 1.1), 5)|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)``
+``random_crop(pad=4)|flip_lr|rotate(15)|affine(10, 0.1, (0.9, 1.1), 5)|elastic(34, 4)|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)``
 ``|mixup(p=0.5, alpha=0.2)|cutmix(p=0.5, alpha=1.0)``
 
 Each op works on a whole batch at once with vectorised TensorFlow ops: images float32 in
@@ -12,7 +12,7 @@ Geometric ops use one projective-transform kernel with a per-image matrix (as Ke
 preprocessing layers do). Adding an augmentation means adding one decorated function here.
 
 CutMix: Yun et al. 2019 (report 002: p=0.5, Beta(1, 1)); MixUp: Zhang et al. 2018;
-Cutout: DeVries & Taylor 2017.
+Cutout: DeVries & Taylor 2017; elastic distortion: Simard et al. 2003.
 """
 
 from __future__ import annotations
@@ -246,6 +246,63 @@ def affine(degrees: float = 10.0, translate: float = 0.1, scale=(0.9, 1.1), shea
         a2, b2 = cx - (a0 * px + a1 * py), cy - (b0 * px + b1 * py)
         zero = tf.zeros([b])
         return _transform(images, tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], 1)), labels
+
+    return op
+
+
+def _gaussian_blur(x, sigma: float):
+    """Separable Gaussian blur of every channel of ``x`` (B, H, W, C), zero padding."""
+    radius = max(1, int(round(3 * sigma)))
+    t = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * (t / sigma) ** 2)
+    k = k / tf.reduce_sum(k)
+    c = x.shape[-1]
+    x = tf.nn.depthwise_conv2d(x, tf.tile(k[:, None, None, None], [1, 1, c, 1]),
+                               [1, 1, 1, 1], "SAME")
+    return tf.nn.depthwise_conv2d(x, tf.tile(k[None, :, None, None], [1, 1, c, 1]),
+                                  [1, 1, 1, 1], "SAME")
+
+
+def _sample_bilinear(images, ys, xs):
+    """``images`` (B, H, W, C) read at float coordinates ``ys``, ``xs`` (B, H, W); zero
+    outside the image."""
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    flat = tf.reshape(images, [-1, shape[3]])
+    base = (tf.range(b) * h * w)[:, None, None]
+    y0, x0 = tf.floor(ys), tf.floor(xs)
+    out = 0.0
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yi, xi = y0 + dy, x0 + dx
+            weight = (1 - tf.abs(ys - yi)) * (1 - tf.abs(xs - xi))
+            inside = ((yi >= 0) & (yi <= tf.cast(h - 1, tf.float32)) & (xi >= 0)
+                      & (xi <= tf.cast(w - 1, tf.float32)))
+            idx = base + tf.cast(tf.clip_by_value(yi, 0.0, tf.cast(h - 1, tf.float32)),
+                                 tf.int32) * w + tf.cast(
+                tf.clip_by_value(xi, 0.0, tf.cast(w - 1, tf.float32)), tf.int32)
+            out += tf.gather(flat, idx) * (weight * tf.cast(inside, tf.float32))[..., None]
+    return out
+
+
+@register_augmentation
+def elastic(alpha: float = 34.0, sigma: float = 4.0, p: float = 1.0):
+    """Elastic distortion (Simard et al. 2003, their MNIST setting: alpha 34, sigma 4): a
+    per-pixel random displacement field, uniform in [-1, 1], blurred by a Gaussian of
+    ``sigma`` pixels and scaled by ``alpha`` pixels; bilinear resampling, zero fill."""
+    _check_prob("elastic", p)
+    if sigma <= 0 or alpha < 0:
+        raise ValueError(f"elastic needs sigma > 0 and alpha >= 0, got {sigma} and {alpha}")
+
+    def op(images, labels, seed):
+        shape = tf.shape(images)
+        s = _seeds(seed, 2)
+        field = _gaussian_blur(_uniform(s[0], [shape[0], shape[1], shape[2], 2], -1.0, 1.0),
+                               sigma) * alpha
+        field *= tf.cast(_bernoulli(s[1], shape[0], p), tf.float32)[:, None, None, None]
+        grid_y, grid_x = tf.meshgrid(tf.range(shape[1], dtype=tf.float32),
+                                     tf.range(shape[2], dtype=tf.float32), indexing="ij")
+        return _sample_bilinear(images, grid_y + field[..., 0], grid_x + field[..., 1]), labels
 
     return op
 

@@ -53,15 +53,15 @@ _define("list", "std", None, "Per-channel std in [0, 1] (default: from the train
 _define("string", "augment", "random_crop(pad=2)|rotate(10)", "Augmentations, e.g. "
         "'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.")
 _define("enum", "balance", "none", "Class balancing.", enum_values=list(BALANCE))
-_define("integer", "batch_size", 128, "Global batch size.")
+_define("integer", "batch_size", 32, "Global batch size.")
 # Optimisation
 _define("enum", "optimizer", "sgd", "Optimizer.", enum_values=list(OPTIMIZERS))
 _define("float", "lr", 0.05, "Peak learning rate.")
 _define("float", "momentum", 0.9, "SGD momentum.")
 _define("bool", "nesterov", True, "Nesterov momentum for SGD.")
 _define("float", "weight_decay", 0.0, "Decoupled weight decay (AdamW).")
-_define("float", "l2", 5e-5, "L2 penalty coefficient on conv/dense kernels.")
-_define("float", "label_smoothing", 0.0, "Label smoothing (also on MixUp/CutMix labels).")
+_define("float", "l2", 2.5e-4, "L2 penalty coefficient on conv/dense kernels.")
+_define("float", "label_smoothing", 0.1, "Label smoothing (also on MixUp/CutMix labels).")
 _define("float", "dropout", None, "Dropout rate for models that have it (None: model's own).")
 _define("enum", "schedule", "cosine", "LR schedule.", enum_values=list(SCHEDULES))
 _define("integer", "epochs", 10, "Epochs (single stage).")

@@ -49,7 +49,8 @@ def test_eager_and_tf_data_agree_and_are_deterministic(name):
 
 
 @pytest.mark.parametrize("name", ["random_crop", "random_resized_crop", "flip_lr", "rotate",
-                                  "affine", "elastic", "color_jitter", "grayscale", "cutout", "mixup", "cutmix"])
+                                  "affine", "elastic", "color_jitter", "grayscale", "cutout",
+                                  "mixup", "cutmix"])
 def test_each_op_changes_something(name):
     x, y = _batch()
     spec = {"flip_lr": "flip_lr(1.0)", "grayscale": "grayscale(1.0)", "mixup": "mixup(1.0)",

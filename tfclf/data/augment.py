@@ -1,15 +1,17 @@
 """Batched, on-device augmentations composed from one string (after big_vision's ``pp``).
 
-``random_crop(pad=4)|flip_lr|rotate(15)|affine(10, 0.1, (0.9, 1.1), 5)|elastic(34, 4)|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)``
-``|mixup(p=0.5, alpha=0.2)|cutmix(p=0.5, alpha=1.0)``
+``random_crop(pad=4)|flip_lr|rotate(15)|affine(10, 0.1, (0.9, 1.1), 5)|elastic(34, 4)``
+``|color_jitter(0.4,0.4,0.4,0.1)|grayscale(0.2)|cutout(16)|mixup(p=0.5, alpha=0.2)``
+``|cutmix(p=0.5, alpha=1.0)``
 
 Each op works on a whole batch at once with vectorised TensorFlow ops: images float32 in
 [0, 1], NHWC; labels one-hot or soft, (B, classes). Ops that only move or select pixels
 (crop, flip, cutout, CutMix) are registered ``uint8=True`` and run on the uint8 batch before
-the one conversion to float: the pipeline is memory-bound and uint8 is 4x less memory. Randomness is stateless and derived from
-a per-batch seed, so a pipeline is deterministic given its seed and safe in a parallel map.
-Geometric ops use one projective-transform kernel with a per-image matrix (as Keras'
-preprocessing layers do). Adding an augmentation means adding one decorated function here.
+the one conversion to float: the pipeline is memory-bound and uint8 is 4x less memory.
+Randomness is stateless and derived from a per-batch seed, so a pipeline is deterministic
+given its seed and safe in a parallel map. Geometric ops use one projective-transform kernel
+with a per-image matrix (as Keras' preprocessing layers do). Adding an augmentation means
+adding one decorated function here.
 
 CutMix: Yun et al. 2019 (report 002: p=0.5, Beta(1, 1)); MixUp: Zhang et al. 2018;
 Cutout: DeVries & Taylor 2017; elastic distortion: Simard et al. 2003.
@@ -196,20 +198,29 @@ def flip_lr(p: float = 0.5):
     return op
 
 
+def _affine_transforms(images, theta, shear_t=0.0, zoom=1.0, tx=0.0, ty=0.0):
+    """(B, 8) output-to-input maps: the inverse of zoom * rotation(theta) * x-shear(shear_t)
+    about the image centre, so that the output point centre + (tx, ty) samples the input
+    centre. Arguments are per-image (B,) tensors or scalars."""
+    h = tf.cast(tf.shape(images)[1], tf.float32)
+    w = tf.cast(tf.shape(images)[2], tf.float32)
+    c, sn = tf.cos(theta), tf.sin(theta)
+    a0, a1 = (c + shear_t * sn) / zoom, (sn - shear_t * c) / zoom
+    b0, b1 = -sn / zoom, c / zoom
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    px, py = cx + tx, cy + ty
+    a2, b2 = cx - (a0 * px + a1 * py), cy - (b0 * px + b1 * py)
+    zero = tf.zeros_like(theta)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], 1)
+
+
 @register_augmentation
 def rotate(degrees: float = 15.0):
     """Rotation by an angle uniform in [-degrees, degrees] about the centre, zero fill."""
 
     def op(images, labels, seed):
-        b = tf.shape(images)[0]
-        theta = _uniform(seed, [b], -degrees, degrees) * (math.pi / 180)
-        h = tf.cast(tf.shape(images)[1], tf.float32) - 1
-        w = tf.cast(tf.shape(images)[2], tf.float32) - 1
-        c, s = tf.cos(theta), tf.sin(theta)
-        x_off = (w - (c * w - s * h)) / 2
-        y_off = (h - (s * w + c * h)) / 2
-        zero = tf.zeros([b])
-        return _transform(images, tf.stack([c, -s, x_off, s, c, y_off, zero, zero], 1)), labels
+        theta = _uniform(seed, [tf.shape(images)[0]], -degrees, degrees) * (math.pi / 180)
+        return _transform(images, _affine_transforms(images, -theta)), labels
 
     return op
 
@@ -236,16 +247,8 @@ def affine(degrees: float = 10.0, translate: float = 0.1, scale=(0.9, 1.1), shea
         w = tf.cast(tf.shape(images)[2], tf.float32)
         tx = _uniform(s[3], [b], -translate, translate) * w
         ty = _uniform(s[4], [b], -translate, translate) * h
-        # Output -> input map: inverse of zoom * rotation * shear, so that the output point
-        # centre + shift samples the input centre.
-        c, sn = tf.cos(theta), tf.sin(theta)
-        a0, a1 = (c + shear_t * sn) / zoom, (sn - shear_t * c) / zoom
-        b0, b1 = -sn / zoom, c / zoom
-        cx, cy = (w - 1) / 2, (h - 1) / 2
-        px, py = cx + tx, cy + ty
-        a2, b2 = cx - (a0 * px + a1 * py), cy - (b0 * px + b1 * py)
-        zero = tf.zeros([b])
-        return _transform(images, tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], 1)), labels
+        t = _affine_transforms(images, theta, shear_t, zoom, tx, ty)
+        return _transform(images, t), labels
 
     return op
 
@@ -267,21 +270,18 @@ def _sample_bilinear(images, ys, xs):
     """``images`` (B, H, W, C) read at float coordinates ``ys``, ``xs`` (B, H, W); zero
     outside the image."""
     shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
+    h, w = shape[1], shape[2]
+    y_max, x_max = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
     flat = tf.reshape(images, [-1, shape[3]])
-    base = (tf.range(b) * h * w)[:, None, None]
-    y0, x0 = tf.floor(ys), tf.floor(xs)
+    base = (tf.range(shape[0]) * h * w)[:, None, None]
     out = 0.0
-    for dy in (0, 1):
-        for dx in (0, 1):
-            yi, xi = y0 + dy, x0 + dx
+    for yi in (tf.floor(ys), tf.floor(ys) + 1):
+        for xi in (tf.floor(xs), tf.floor(xs) + 1):
             weight = (1 - tf.abs(ys - yi)) * (1 - tf.abs(xs - xi))
-            inside = ((yi >= 0) & (yi <= tf.cast(h - 1, tf.float32)) & (xi >= 0)
-                      & (xi <= tf.cast(w - 1, tf.float32)))
-            idx = base + tf.cast(tf.clip_by_value(yi, 0.0, tf.cast(h - 1, tf.float32)),
-                                 tf.int32) * w + tf.cast(
-                tf.clip_by_value(xi, 0.0, tf.cast(w - 1, tf.float32)), tf.int32)
-            out += tf.gather(flat, idx) * (weight * tf.cast(inside, tf.float32))[..., None]
+            inside = (yi >= 0) & (yi <= y_max) & (xi >= 0) & (xi <= x_max)
+            idx = (base + tf.cast(tf.clip_by_value(yi, 0.0, y_max), tf.int32) * w
+                   + tf.cast(tf.clip_by_value(xi, 0.0, x_max), tf.int32))
+            out += tf.gather(flat, idx) * tf.where(inside, weight, 0.0)[..., None]
     return out
 
 

@@ -42,8 +42,17 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         row = {"stage": self.stage, "epoch": epoch + 1, **{k: float(v) for k, v in
                                                            (logs or {}).items()}}
         self.history.setdefault("epochs", []).append(row)
+        self._save(epoch + 1)
+
+    def finish_stage_early(self, stage_epochs: int):
+        """Marks the stage finished (early stopping): a rerun goes on to the next stage
+        instead of training this one further."""
+        self.history.setdefault("stopped_early", []).append(self.stage)
+        self._save(stage_epochs)
+
+    def _save(self, finished_epochs: int):
         self.stage_var.assign(self.stage)
-        self.epoch_var.assign(epoch + 1)
+        self.epoch_var.assign(finished_epochs)
         self.manager.save()
         if self.is_chief:  # history after the checkpoint: never ahead of it
             atomic_write_json(self.history, self.history_path)

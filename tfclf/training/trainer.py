@@ -274,12 +274,13 @@ class Trainer:
             best_path = self.out_dir / f"best_stage{s}.weights.h5"
             best_so_far = max([r.get("val_accuracy", -1) for r in self.history["epochs"]
                                if r["stage"] == s] or [-np.inf])
+            checkpoint = cb.ResumableCheckpoint(manager, stage_var, epoch_var, s, self.history,
+                                                hist_path, is_chief=self.is_chief)
             callbacks = [
                 cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
                 cb.BestWeights(best_path, best=best_so_far),
                 keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
-                cb.ResumableCheckpoint(manager, stage_var, epoch_var, s, self.history,
-                                       hist_path, is_chief=self.is_chief),
+                checkpoint,
             ]
             if stage.schedule.kind == "plateau":
                 callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
@@ -302,16 +303,10 @@ class Trainer:
                       steps_per_epoch=stream.steps_per_epoch, validation_data=val_ds,
                       callbacks=callbacks, verbose=cfg.verbose)
             if early is not None and early.stopped_epoch > 0:
-                # The stage is over: mark it finished so a rerun goes on to the next stage
-                # instead of training the stopped one further.
                 logging.info("early stopping ended stage %d after epoch %d (no val_accuracy "
                              "gain in %d epochs)", s + 1, early.stopped_epoch + 1,
                              cfg.early_stopping)
-                self.history.setdefault("stopped_early", []).append(s)
-                epoch_var.assign(stage.epochs)
-                manager.save()
-                if self.is_chief:
-                    cb.atomic_write_json(self.history, hist_path)
+                checkpoint.finish_stage_early(stage.epochs)
             if budget and budget.expired:
                 stopped_by_budget = True
                 logging.warning("time budget of %.0f s used up: stopping after stage %d epoch "

@@ -43,6 +43,13 @@ def test_cosine_ends_at_min_lr():
     assert v[-1] == pytest.approx(0.002, rel=0.05)
 
 
+def test_linear_falls_straight_to_min_lr():
+    v = values(kind="linear", lr=0.1, epochs=10, min_lr=0.01, warmup_epochs=1)
+    assert v[9] == pytest.approx(0.1) and v[10] == pytest.approx(0.1)
+    assert v[55] == pytest.approx(0.055, rel=1e-3)  # halfway through the 9 decay epochs
+    assert v[-1] == pytest.approx(0.01 + 0.09 / 90, rel=1e-3)  # one step before the end
+
+
 def test_cosine_restarts_report000():
     # start 1e-3, first cycle 20 epochs, each cycle twice as long: restarts at 20 and 60
     v = values(kind="cosine_restarts", lr=1e-3, epochs=70, restart_epochs=20, t_mul=2.0)

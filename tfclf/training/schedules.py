@@ -3,7 +3,8 @@
 constant; step (x gamma every N epochs); multistep (x gamma at listed epochs, e.g. 60, 90 as
 in report 002); exponential (x gamma each epoch, report 001's 0.7); cosine; cosine_restarts
 (SGDR: report 000 starts at 1e-3, first cycle 20 epochs, each cycle t_mul=2 longer);
-cyclic (triangular, Smith 2017); plateau (a constant schedule driven by
+linear (straight down to min_lr at the end of the stage, the budgeted-training schedule of
+Li et al. 2020); cyclic (triangular, Smith 2017); plateau (a constant schedule driven by
 ``ReduceLROnPlateau``). Any of them may be preceded by a linear warm-up.
 """
 
@@ -16,7 +17,7 @@ import tensorflow as tf
 from tfclf.keras import keras
 
 SCHEDULES = ("constant", "step", "multistep", "exponential", "plateau", "cosine",
-             "cosine_restarts", "cyclic")
+             "cosine_restarts", "linear", "cyclic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ScheduleConfig:
     gamma: float = 0.1  # step, multistep, exponential
     step_epochs: int = 30  # step
     milestones: tuple[int, ...] = (60, 90)  # multistep
-    min_lr: float = 0.0  # cosine, cosine_restarts, cyclic (lower bound)
+    min_lr: float = 0.0  # cosine, cosine_restarts, linear, cyclic (lower bound)
     restart_epochs: float = 20  # cosine_restarts: first cycle
     t_mul: float = 2.0
     m_mul: float = 1.0
@@ -122,6 +123,9 @@ def make_schedule(cfg: ScheduleConfig, steps_per_epoch: int):
     elif cfg.kind == "cosine_restarts":
         sched = s.CosineDecayRestarts(cfg.lr, first_decay_steps=int(cfg.restart_epochs * spe),
                                       t_mul=cfg.t_mul, m_mul=cfg.m_mul, alpha=cfg.min_lr / cfg.lr)
+    elif cfg.kind == "linear":
+        sched = s.PolynomialDecay(cfg.lr, decay_steps=total, end_learning_rate=cfg.min_lr,
+                                  power=1.0)
     else:  # cyclic
         sched = Triangular(cfg.min_lr, cfg.lr, int(cfg.cycle_epochs * spe))
     return WarmUp(sched, warm, cfg.lr) if warm else sched

@@ -62,6 +62,9 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
                    "--stage=size=24 epochs=2 schedule=constant lr=0.01 train=classifier_bn\n")
     proc = train(f"--flagfile={exp}", "--label_smoothing=0.1")
     assert "done:" in proc.stdout
+    # the SavedModel export writes nothing but the file (no endpoint listing, no warnings)
+    assert "Saved artifact" not in proc.stdout + proc.stderr
+    assert "compiled metrics have yet to be built" not in proc.stderr
 
     for rel in ("flags.txt", "normalizer.json", "classes.json", "history.json", "metrics.json",
                 "checkpoints/checkpoint", "best_stage0.weights.h5", "best_stage1.weights.h5",
@@ -92,6 +95,11 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
 
     final = keras.models.load_model(run / "best_model" / "model.keras", compile=False)
     assert final.input_shape == (None, 24, 24, 1)
+    # the SavedModel serves the same forward pass
+    served = tf.saved_model.load(str(run / "best_model" / "saved_model"))
+    x = np.random.default_rng(0).random((3, 24, 24, 1), np.float32)
+    np.testing.assert_allclose(served.signatures["serving_default"](tf.constant(x))["output_0"],
+                               final(x), atol=1e-5)
     ckpts = tf.train.get_checkpoint_state(str(run / "checkpoints")).all_model_checkpoint_paths
     a, b = (tf.train.load_checkpoint(c) for c in ckpts[-2:])
     assert [a.get_tensor(f"{v}/.ATTRIBUTES/VARIABLE_VALUE") for v in ("stage", "epoch")] == [1, 1]
@@ -150,6 +158,7 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
     (["--augment=blur(3)"], ["unknown augmentation 'blur'"]),
     (["--source=folder:/no/such/dir", "--epochs=2"], ["image folder not found: /no/such/dir"]),
     (["--time_budget=soon"], ["--time_budget: cannot read 'soon'"]),
+    (["--val_every=2", "--early_stopping=3"], ["--val_every=2: early stopping"]),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, args, message):
     proc = train(f"--run_dir={tmp_path}", *args, check=False, timeout=120)
@@ -166,6 +175,16 @@ def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stopped_by_time_budget"] is True and metrics["epochs_run"] < 500
     assert (run / "report" / "report.json").exists()
+
+
+def test_val_every_validates_every_nth_and_each_stage_last_epoch(tmp_path, digits):
+    run = tmp_path / "run"
+    train(*TINY, digits, f"--run_dir={run}", "--val_every=2", "--stage=size=16 epochs=3",
+          "--stage=size=16 epochs=2")
+    rows = json.loads((run / "history.json").read_text())["epochs"]
+    assert [(r["stage"], r["epoch"]) for r in rows if "val_accuracy" in r] == [
+        (0, 2), (0, 3), (1, 2)]
+    assert json.loads((run / "metrics.json").read_text())["top1"] > 0.1
 
 
 def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):

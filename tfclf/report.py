@@ -93,9 +93,10 @@ def plot_curves(history: list[dict], path):
     x = np.arange(1, len(history) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            ys = [h.get(prefix + key, np.nan) for h in history]
-            ax.plot(x, ys, style, label=(prefix or "train_") + key)
+        for prefix, style in (("", "-"), ("val_", "--o")):  # val may skip epochs (--val_every)
+            seen = [(i, h[prefix + key]) for i, h in zip(x, history) if prefix + key in h]
+            if seen:
+                ax.plot(*zip(*seen), style, ms=3, label=(prefix or "train_") + key)
         for i in range(1, len(history)):
             if history[i]["stage"] != history[i - 1]["stage"]:
                 ax.axvline(i + 0.5, color="gray", ls=":", lw=1)

@@ -8,8 +8,11 @@ optimiser (and so the LR schedule's step) restored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import logging as std_logging
 import os
 import shutil
 import time
@@ -83,6 +86,7 @@ class TrainConfig:
     deterministic: bool = False
     verbose: int = 2
     eval_batch_size: int = 256
+    val_every: int = 1
 
 
 def cpu_has_native_bf16() -> bool:
@@ -301,6 +305,8 @@ class Trainer:
                 self._log_inputs(stream, tb_dir)
             model.fit(stream.dataset, epochs=stage.epochs, initial_epoch=first_epoch,
                       steps_per_epoch=stream.steps_per_epoch, validation_data=val_ds,
+                      validation_freq=[e for e in range(first_epoch + 1, stage.epochs + 1)
+                                       if e % cfg.val_every == 0 or e == stage.epochs],
                       callbacks=callbacks, verbose=cfg.verbose)
             if early is not None and early.stopped_epoch > 0:
                 logging.info("early stopping ended stage %d after epoch %d (no val_accuracy "
@@ -386,7 +392,10 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         f32.save(tmp / "model.keras")
-        f32.save(tmp / "saved_model", save_format="tf")
+        # An inference SavedModel (serving_default = the forward pass): what TF Serving and
+        # the TFLite converter need, written ~10x faster than Keras' full SavedModel.
+        with contextlib.redirect_stdout(io.StringIO()), _without_log_lines("Saved artifact at"):
+            f32.export(str(tmp / "saved_model"))
         old = self.run_dir / ".best_model.old"
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():
@@ -394,6 +403,23 @@ class Trainer:
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
         return out, f32
+
+
+@contextlib.contextmanager
+def _without_log_lines(*fragments: str):
+    """Drops TensorFlow and absl log records containing any of ``fragments`` while active."""
+    class Drop(std_logging.Filter):
+        def filter(self, record):
+            return not any(f in record.getMessage() for f in fragments)
+
+    drop, loggers = Drop(), (tf.get_logger(), std_logging.getLogger("absl"))
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 def replicas_identical(model: keras.Model) -> bool:

@@ -209,7 +209,7 @@ def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
 def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
     def run(name, seed):
         train(*TINY, digits, f"--run_dir={tmp_path / name}", "--epochs=2", "--deterministic",
-              f"--seed={seed}")
+              f"--seed={seed}", "--val_every=1")
         rows = json.loads((tmp_path / name / "history.json").read_text())["epochs"]
         return [(r["loss"], r["val_loss"]) for r in rows]
 

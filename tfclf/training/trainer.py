@@ -358,7 +358,10 @@ class Trainer:
         if not self.is_chief:
             return result
         keras.mixed_precision.set_global_policy("float32")
+        start = time.perf_counter()
         export_dir, f32 = self._export_float32(model, cfg.stages[final_stage], best_path)
+        logging.info("best model exported to %s in %.1f s; writing the report", export_dir,
+                     time.perf_counter() - start)
         files = {"keras": export_dir / "model.keras", "weights": best_path}
         report = write_report(self.run_dir / "report", f32, self.data.val,
                               self.data.class_names, self.norm, image_size=size,

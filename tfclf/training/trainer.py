@@ -397,7 +397,8 @@ class Trainer:
         f32.save(tmp / "model.keras")
         # An inference SavedModel (serving_default = the forward pass): what TF Serving and
         # the TFLite converter need, written ~10x faster than Keras' full SavedModel.
-        with contextlib.redirect_stdout(io.StringIO()), _without_log_lines("Saved artifact at"):
+        with contextlib.redirect_stdout(io.StringIO()), _without_log_lines(
+                "Saved artifact at", "contains input name(s)"):
             f32.export(str(tmp / "saved_model"))
         old = self.run_dir / ".best_model.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -215,9 +215,9 @@ def config_from_flags(f) -> tuple[object, list[str]]:
         nesterov=f.nesterov, weight_decay=f.weight_decay, l2=f.l2,
         label_smoothing=f.label_smoothing, stages=tuple(stages),
         early_stopping=f.early_stopping, val_every=val_every,
-        plateau_patience=f.plateau_patience, plateau_factor=f.plateau_factor, time_budget=time_budget, precision=f.precision,
-        xla=f.xla, strategy=f.strategy, seed=f.seed, deterministic=f.deterministic,
-        verbose=verbose)
+        plateau_patience=f.plateau_patience, plateau_factor=f.plateau_factor,
+        time_budget=time_budget, precision=f.precision, xla=f.xla, strategy=f.strategy,
+        seed=f.seed, deterministic=f.deterministic, verbose=verbose)
     return cfg, errors
 
 

@@ -178,6 +178,9 @@ def test_training_stream_is_deterministic_and_resumable():
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(full[0], full[6])  # epochs differ
     assert full[0].shape == (100, 32, 32, 1)
+    # no autotuning thread: its sleep could stall the iterator teardown at the end of fit
+    stream = train_dataset(split, 10, norm, batch_size=100)
+    assert stream.dataset.options().autotune.enabled is False
 
 
 def test_eval_dataset_keeps_order_and_last_batch():
@@ -187,3 +190,4 @@ def test_eval_dataset_keeps_order_and_last_batch():
     np.testing.assert_array_equal(ys, split.labels)
     x, _ = next(iter(ds))
     assert x.shape == (64, 8, 8, 1) and x.dtype == tf.float32
+    assert ds.options().autotune.enabled is False

@@ -20,6 +20,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    train_cli.quiet_library_info()
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
     for p in (run / "flags.txt", run / "normalizer.json", model_path):

@@ -13,11 +13,12 @@ FixRes stages, one ``--stage`` per stage, in order; keys not given take the run'
 from __future__ import annotations
 
 import ast
+import logging as std_logging
 import re
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfclf.data import BALANCE
 from tfclf.training.schedules import SCHEDULES
@@ -233,6 +234,24 @@ def resolved_flagfile() -> str:
     return "\n".join(lines) + "\n"
 
 
+class _OwnInfoOnly(std_logging.Filter):
+    package_dir = str(Path(__file__).resolve().parent)
+
+    def filter(self, record):
+        return (record.levelno >= std_logging.WARNING
+                or str(Path(record.pathname).resolve()).startswith(self.package_dir))
+
+
+def quiet_library_info() -> None:
+    """Below WARNING, only tfclf's own records reach the log: TensorFlow's and matplotlib's
+    INFO records (checkpoint sharding times, SavedModel assets, font cache) would interleave
+    with the one line per epoch. Their warnings and errors still show."""
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # has its own handler
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+        handler.addFilter(_OwnInfoOnly())
+
+
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
@@ -244,6 +263,7 @@ def main(argv):
         return 2
     import tensorflow as tf
 
+    quiet_library_info()
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(

@@ -5,6 +5,12 @@ and then one parallel map that gathers the batch, augments it with vectorised op
 normalises it: per-element overhead is paid once per batch (PITFALLS: batch before map).
 Every random choice derives from ``(seed, epoch, step)``, so the stream is the same after a
 resume and under any parallelism. Images are resized once per stage resolution (FixRes).
+
+tf.data's autotuning thread is switched off (``_without_autotune_thread``): in TF 2.21,
+tearing down an iterator at the end of ``fit`` can wait out that thread's sleep, up to 60 s
+(measured here: 15-48 s stalls after the last epoch in about one run in three). The map
+then runs one call per core and prefetch keeps its own buffer heuristic; the pipeline is
+far faster than training either way (``tools/bench_data.py``).
 """
 
 from __future__ import annotations
@@ -163,7 +169,7 @@ def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, bat
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return TrainStream(ds.prefetch(tf.data.AUTOTUNE), steps)
+    return TrainStream(_without_autotune_thread(ds.prefetch(tf.data.AUTOTUNE)), steps)
 
 
 def eval_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, batch_size: int,
@@ -171,6 +177,16 @@ def eval_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, batc
     """(images, one-hot labels) in order, no augmentation, last batch kept."""
     images = resize_images(split.images, image_size)
     ds = tf.data.Dataset.from_tensor_slices((images, split.labels)).batch(batch_size)
-    return ds.map(lambda x, y: (normalizer(tf.cast(x, tf.float32) / 255.0),
-                                tf.one_hot(y, num_classes)),
-                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (normalizer(tf.cast(x, tf.float32) / 255.0),
+                              tf.one_hot(y, num_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return _without_autotune_thread(ds)
+
+
+def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with tf.data's autotuning model off: AUTOTUNE parallelism becomes the core
+    count, and the iterator no longer owns the optimisation thread whose sleep an iterator
+    teardown could wait out (module docstring)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)

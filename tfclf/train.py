@@ -51,7 +51,7 @@ _define("integer", "load_size", None, "Resize folder images to this size on load
 _define("float", "val_fraction", 0.2, "Stratified validation fraction when the source has none.")
 _define("list", "mean", None, "Per-channel mean in [0, 1] (default: from the training split).")
 _define("list", "std", None, "Per-channel std in [0, 1] (default: from the training split).")
-_define("string", "augment", "random_crop(pad=2)|rotate(10)", "Augmentations, e.g. "
+_define("string", "augment", "affine(10, 0.1, (0.9, 1.1), 5)", "Augmentations, e.g. "
         "'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.")
 _define("enum", "balance", "none", "Class balancing.", enum_values=list(BALANCE))
 _define("integer", "batch_size", 32, "Global batch size.")

@@ -235,11 +235,11 @@ def resolved_flagfile() -> str:
 
 
 class _OwnInfoOnly(std_logging.Filter):
-    package_dir = str(Path(__file__).resolve().parent)
+    package_dir = Path(__file__).resolve().parent
 
     def filter(self, record):
         return (record.levelno >= std_logging.WARNING
-                or str(Path(record.pathname).resolve()).startswith(self.package_dir))
+                or Path(record.pathname).resolve().is_relative_to(self.package_dir))
 
 
 def quiet_library_info() -> None:

@@ -8,7 +8,7 @@ resume and under any parallelism. Images are resized once per stage resolution (
 
 tf.data's autotuning thread is switched off (``_without_autotune_thread``): in TF 2.21,
 tearing down an iterator at the end of ``fit`` can wait out that thread's sleep, up to 60 s
-(measured here: 15-48 s stalls after the last epoch in about one run in three). The map
+(measured: 13-45 s stalls after the last epoch in 5 of 17 runs; BUILD_NOTES.md). The map
 then runs one call per core and prefetch keeps its own buffer heuristic; the pipeline is
 far faster than training either way (``tools/bench_data.py``).
 """

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import logging as std_logging
 import os
 import shutil
 import time
@@ -396,9 +395,9 @@ class Trainer:
         tmp.mkdir()
         f32.save(tmp / "model.keras")
         # An inference SavedModel (serving_default = the forward pass): what TF Serving and
-        # the TFLite converter need, written ~10x faster than Keras' full SavedModel.
-        with contextlib.redirect_stdout(io.StringIO()), _without_log_lines(
-                "Saved artifact at", "contains input name(s)"):
+        # the TFLite converter need, written ~10x faster than Keras' full SavedModel. It
+        # prints its endpoint listing; its INFO records go with the CLI's library filter.
+        with contextlib.redirect_stdout(io.StringIO()):
             f32.export(str(tmp / "saved_model"))
         old = self.run_dir / ".best_model.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -407,23 +406,6 @@ class Trainer:
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
         return out, f32
-
-
-@contextlib.contextmanager
-def _without_log_lines(*fragments: str):
-    """Drops TensorFlow and absl log records containing any of ``fragments`` while active."""
-    class Drop(std_logging.Filter):
-        def filter(self, record):
-            return not any(f in record.getMessage() for f in fragments)
-
-    drop, loggers = Drop(), (tf.get_logger(), std_logging.getLogger("absl"))
-    for logger in loggers:
-        logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(drop)
 
 
 def replicas_identical(model: keras.Model) -> bool:

@@ -48,13 +48,30 @@ def test_eager_and_tf_data_agree_and_are_deterministic(name):
     np.testing.assert_allclose(a[1].numpy(), c[1].numpy())
 
 
-@pytest.mark.parametrize("name", ["random_crop", "random_resized_crop", "flip_lr", "rotate",
-                                  "affine", "elastic", "color_jitter", "grayscale", "cutout",
-                                  "mixup", "cutmix"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "random_crop",
+        "random_resized_crop",
+        "flip_lr",
+        "rotate",
+        "affine",
+        "elastic",
+        "color_jitter",
+        "grayscale",
+        "cutout",
+        "mixup",
+        "cutmix",
+    ],
+)
 def test_each_op_changes_something(name):
     x, y = _batch()
-    spec = {"flip_lr": "flip_lr(1.0)", "grayscale": "grayscale(1.0)", "mixup": "mixup(1.0)",
-            "cutmix": "cutmix(1.0)"}.get(name, name)
+    spec = {
+        "flip_lr": "flip_lr(1.0)",
+        "grayscale": "grayscale(1.0)",
+        "mixup": "mixup(1.0)",
+        "cutmix": "cutmix(1.0)",
+    }.get(name, name)
     x2, y2 = _run(spec, x, y, False)
     assert not np.allclose(x2.numpy(), x.numpy())
 
@@ -151,12 +168,15 @@ def test_mixup_blends_images_as_labels():
     np.testing.assert_allclose(x2.numpy()[:, 0, 0, 0], y2.numpy() @ vals, atol=1e-5)
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("nosuch", "unknown augmentation 'nosuch'"),
-    ("flip_lr(2.0)", "probability"),
-    ("rotate(", "cannot parse"),
-    ("cutout(size=4, bogus=1)", "bad arguments"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("nosuch", "unknown augmentation 'nosuch'"),
+        ("flip_lr(2.0)", "probability"),
+        ("rotate(", "cannot parse"),
+        ("cutout(size=4, bogus=1)", "bad arguments"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_augment(spec)

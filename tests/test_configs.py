@@ -30,17 +30,28 @@ def test_no_flags_is_the_quickstart():
         fl(["prog"])
         default, _ = train_cli.config_from_flags(fl)
         fl.unparse_flags()
-        fl(["prog", "--flagfile=" + str(CONFIGS[[p.name for p in CONFIGS].index(
-            "quickstart.flags")])])
+        fl(
+            [
+                "prog",
+                "--flagfile=" + str(CONFIGS[[p.name for p in CONFIGS].index("quickstart.flags")]),
+            ]
+        )
         quick, _ = train_cli.config_from_flags(fl)
     finally:
         fl.unparse_flags()
     assert default == quick
 
 
-@pytest.mark.parametrize("args,expected", [
-    ([], 3), (["--early_stopping=4"], 1), (["--schedule=plateau"], 1),
-    (["--stage=epochs=5", "--stage=epochs=5 schedule=plateau"], 1), (["--val_every=5"], 5)])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        ([], 3),
+        (["--early_stopping=4"], 1),
+        (["--schedule=plateau"], 1),
+        (["--stage=epochs=5", "--stage=epochs=5 schedule=plateau"], 1),
+        (["--val_every=5"], 5),
+    ],
+)
 def test_val_every_auto_validates_each_epoch_only_when_needed(args, expected):
     fl = flags.FLAGS
     try:

@@ -54,9 +54,12 @@ def _write_folder(root):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8)).save(root / "cat" / f"{i}.jpg")
     Image.fromarray(rng.integers(0, 255, (40, 40), np.uint8), "L").save(root / "dog" / "gray.png")
-    Image.fromarray(rng.integers(0, 255, (10, 12, 4), np.uint8), "RGBA").save(root / "dog" / "a.png")
+    Image.fromarray(rng.integers(0, 255, (10, 12, 4), np.uint8), "RGBA").save(
+        root / "dog" / "a.png"
+    )
     Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).convert("P").save(
-        root / "dog" / "pal.gif")
+        root / "dog" / "pal.gif"
+    )
     Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(root / "dog" / "b.bmp")
     good = root / "dog" / "full.png"
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(good)
@@ -100,9 +103,14 @@ def test_folder_with_split_subfolders_and_empty_class(tmp_path):
 def test_npz_source(tmp_path):
     path = tmp_path / "d.npz"
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.integers(0, 255, (30, 8, 8, 3), np.uint8), y=np.arange(30) % 3,
-             class_names=np.array(["a", "b", "c"]), x_test=np.zeros((6, 8, 8, 3), np.uint8),
-             y_test=np.arange(6) % 3)
+    np.savez(
+        path,
+        x=rng.integers(0, 255, (30, 8, 8, 3), np.uint8),
+        y=np.arange(30) % 3,
+        class_names=np.array(["a", "b", "c"]),
+        x_test=np.zeros((6, 8, 8, 3), np.uint8),
+        y_test=np.arange(6) % 3,
+    )
     data = load_source(f"npz:{path}")
     assert data.class_names == ["a", "b", "c"] and len(data.test) == 6
     np.savez(tmp_path / "bad.npz", images=np.zeros(3))
@@ -140,8 +148,9 @@ def _skewed():
 
 def test_oversampling_balances_a_skewed_set():
     split = _skewed()
-    stream = train_dataset(split, 3, Normalizer((0.0,), (1.0,)), batch_size=50,
-                           balance="oversample", seed=0)
+    stream = train_dataset(
+        split, 3, Normalizer((0.0,), (1.0,)), batch_size=50, balance="oversample", seed=0
+    )
     seen = np.zeros(3)
     for x, y in stream.dataset.take(stream.steps_per_epoch * 6):
         seen += y.numpy().sum(0)
@@ -155,8 +164,9 @@ def test_class_weights_equalise_class_mass():
     split = _skewed()
     w = class_weights(split.counts(3))
     np.testing.assert_allclose(w * split.counts(3), [250 / 3] * 3)
-    stream = train_dataset(split, 3, Normalizer((0.0,), (1.0,)), batch_size=25,
-                           balance="class_weight")
+    stream = train_dataset(
+        split, 3, Normalizer((0.0,), (1.0,)), batch_size=25, balance="class_weight"
+    )
     x, y, sw = next(iter(stream.dataset))
     np.testing.assert_allclose(sw.numpy(), w[np.argmax(y.numpy(), -1)])
 
@@ -167,8 +177,16 @@ def test_training_stream_is_deterministic_and_resumable():
     norm = Normalizer.from_images(split.images)
 
     def batches(start_epoch, n):
-        s = train_dataset(split, 10, norm, batch_size=100, image_size=32, seed=7,
-                          augment="random_crop(4)|cutmix(0.5)", start_epoch=start_epoch)
+        s = train_dataset(
+            split,
+            10,
+            norm,
+            batch_size=100,
+            image_size=32,
+            seed=7,
+            augment="random_crop(4)|cutmix(0.5)",
+            start_epoch=start_epoch,
+        )
         return [b[0].numpy() for b in s.dataset.take(n)]
 
     full = batches(0, 12)  # two epochs of 6 steps

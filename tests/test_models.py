@@ -55,8 +55,10 @@ def check_stock_named_layers_only(model):
         assert "Lambda" not in type(layer).__name__, f"{layer.name}: {type(layer).__name__}"
         # Keras' automatic names are "<class in snake case>[_<n>]" or "tf.<op>"; ours are
         # explicit (the one exception, "flatten", is given explicitly where used).
-        assert not re.fullmatch(rf"{re.escape(_keras_auto_name(layer))}(_\d+)?", layer.name) \
-            or layer.name == "flatten", layer.name
+        assert (
+            not re.fullmatch(rf"{re.escape(_keras_auto_name(layer))}(_\d+)?", layer.name)
+            or layer.name == "flatten"
+        ), layer.name
         assert not layer.name.startswith("tf."), layer.name
     assert model.layers[-1].name == "logits"
     assert model.layers[-1].get_config().get("activation") == "linear"
@@ -66,8 +68,9 @@ def check_from_config_round_trip(model):
     x, _ = _batch(model, n=2)
     clone = keras.Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(clone(x, training=False).numpy(), model(x, training=False).numpy(),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        clone(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-4
+    )
 
 
 # Saving and loading a 3,300-layer model as .keras takes about 150 s here; those models are
@@ -83,8 +86,9 @@ def check_save_load_round_trip(name, model, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
     assert [w.name for w in loaded.weights] == [w.name for w in model.weights]
-    np.testing.assert_allclose(loaded(x, training=False).numpy(), model(x, training=False).numpy(),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-4
+    )
     return True
 
 
@@ -128,8 +132,10 @@ def test_model(name, tmp_path):
     saved = check_save_load_round_trip(name, model, tmp_path)
     check_one_training_step_lowers_the_loss(model)
     if not saved:
-        pytest.skip(f"all checks passed except the .keras save/load round trip, skipped for "
-                    f"{len(model.layers)} layers (see SAVE_LOAD_MAX_LAYERS)")
+        pytest.skip(
+            f"all checks passed except the .keras save/load round trip, skipped for "
+            f"{len(model.layers)} layers (see SAVE_LOAD_MAX_LAYERS)"
+        )
 
 
 def test_unknown_model_lists_known_ones():
@@ -143,9 +149,19 @@ def test_too_small_input_is_a_clear_error():
 
 
 def test_customisable_resnet_takes_stage_layout_and_leaky_relu():
-    model = create_model("resnet_custom", (40, 40, 3), 5, depths=(1, 2), widths=(8, 12),
-                         strides=(1, 2), stem_kernel=4, stem_stride=2, activation_fn="leaky_relu",
-                         leaky_slope=0.2, se_ratio=4)
+    model = create_model(
+        "resnet_custom",
+        (40, 40, 3),
+        5,
+        depths=(1, 2),
+        widths=(8, 12),
+        strides=(1, 2),
+        stem_kernel=4,
+        stem_stride=2,
+        activation_fn="leaky_relu",
+        leaky_slope=0.2,
+        se_ratio=4,
+    )
     assert model.get_layer("stem_conv").kernel_size == (4, 4)
     assert model.get_layer("stem_conv").strides == (2, 2)
     assert model.get_layer("stage2_block2_out").alpha == pytest.approx(0.2)

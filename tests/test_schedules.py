@@ -61,7 +61,9 @@ def test_cosine_restarts_report000():
 
 def test_cyclic_triangular():
     v = values(kind="cyclic", lr=1.0, min_lr=0.0, epochs=4, cycle_epochs=2)
-    assert v[0] == pytest.approx(0.0) and v[10] == pytest.approx(1.0) and v[15] == pytest.approx(0.5)
+    assert (
+        v[0] == pytest.approx(0.0) and v[10] == pytest.approx(1.0) and v[15] == pytest.approx(0.5)
+    )
     assert v[20] == pytest.approx(0.0)
 
 
@@ -78,9 +80,14 @@ def test_every_schedule_is_positive_and_finite(kind):
     assert all(math.isfinite(x) and x >= 0 for x in v) and max(v) <= 0.1 + 1e-6
 
 
-@pytest.mark.parametrize("kw,match", [({"kind": "nope"}, "unknown schedule"),
-                                      ({"lr": -1}, "positive"),
-                                      ({"warmup_epochs": 40, "epochs": 30}, "warm-up")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"kind": "nope"}, "unknown schedule"),
+        ({"lr": -1}, "positive"),
+        ({"warmup_epochs": 40, "epochs": 30}, "warm-up"),
+    ],
+)
 def test_bad_schedules(kw, match):
     with pytest.raises(ValueError, match=match):
         ScheduleConfig(**kw).validate()

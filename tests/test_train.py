@@ -16,10 +16,17 @@ import pytest
 from tfclf.data import load_source
 from tfclf.training.schedules import ScheduleConfig, schedule_values
 
-TINY = ["--model=resnet_custom",
-        "--model_args={'depths': (1, 1), 'widths': (8, 16), 'strides': (1, 2)}",
-        "--batch_size=100", "--precision=float32", "--verbose=line", "--lr=0.05",
-        "--augment=random_crop(2)", "--warmup_epochs=0", "--l2=0"]
+TINY = [
+    "--model=resnet_custom",
+    "--model_args={'depths': (1, 1), 'widths': (8, 16), 'strides': (1, 2)}",
+    "--batch_size=100",
+    "--precision=float32",
+    "--verbose=line",
+    "--lr=0.05",
+    "--augment=random_crop(2)",
+    "--warmup_epochs=0",
+    "--l2=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +40,17 @@ def digits(tmp_path_factory):
 
 
 def train(*args, timeout=300, env=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tfclf.train", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfclf.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -57,22 +71,39 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     base = tmp_path / "base.flags"
     base.write_text("\n".join(["# base", *TINY, digits, "--schedule=cosine"]) + "\n")
     exp = tmp_path / "exp.flags"
-    exp.write_text(f"--flagfile={base}\n--run_dir={run}\n"
-                   "--stage=size=16 epochs=4 lr=0.05\n"
-                   "--stage=size=24 epochs=2 schedule=constant lr=0.01 train=classifier_bn\n")
+    exp.write_text(
+        f"--flagfile={base}\n--run_dir={run}\n"
+        "--stage=size=16 epochs=4 lr=0.05\n"
+        "--stage=size=24 epochs=2 schedule=constant lr=0.01 train=classifier_bn\n"
+    )
     proc = train(f"--flagfile={exp}", "--label_smoothing=0.1")
     assert "done:" in proc.stdout
     # the SavedModel export writes nothing but the file (no endpoint listing, no warnings)
     assert "Saved artifact" not in proc.stdout + proc.stderr
-    for noise in ("compiled metrics have yet to be built", "contains input name(s)",
-                  "Sharding callback duration", "Assets written to"):  # TF's INFO records
+    for noise in (
+        "compiled metrics have yet to be built",
+        "contains input name(s)",
+        "Sharding callback duration",
+        "Assets written to",
+    ):  # TF's INFO records
         assert noise not in proc.stderr, noise
     assert "trainer.py" in proc.stderr  # while tfclf's own INFO lines still show
 
-    for rel in ("flags.txt", "normalizer.json", "classes.json", "history.json", "metrics.json",
-                "checkpoints/checkpoint", "best_stage0.weights.h5", "best_stage1.weights.h5",
-                "best_model/model.keras", "best_model/saved_model/saved_model.pb",
-                "report/report.json", "report/confusion_matrix.png", "report/curves.png"):
+    for rel in (
+        "flags.txt",
+        "normalizer.json",
+        "classes.json",
+        "history.json",
+        "metrics.json",
+        "checkpoints/checkpoint",
+        "best_stage0.weights.h5",
+        "best_stage1.weights.h5",
+        "best_model/model.keras",
+        "best_model/saved_model/saved_model.pb",
+        "report/report.json",
+        "report/confusion_matrix.png",
+        "report/curves.png",
+    ):
         assert (run / rel).exists(), rel
     assert len(list((run / "report" / "examples").glob("class_*.png"))) == 10
     flags_txt = (run / "flags.txt").read_text()
@@ -80,8 +111,14 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     assert flags_txt.count("--stage=") == 2
 
     history = json.loads((run / "history.json").read_text())["epochs"]
-    assert [(r["stage"], r["epoch"]) for r in history] == [(0, 1), (0, 2), (0, 3), (0, 4),
-                                                           (1, 1), (1, 2)]
+    assert [(r["stage"], r["epoch"]) for r in history] == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (1, 1),
+        (1, 2),
+    ]
     metrics = json.loads((run / "metrics.json").read_text())
     report = json.loads((run / "report" / "report.json").read_text())
     # 32 steps of a 2-block net: learning shows (chance is 0.10, 200 examples: sd 0.02)
@@ -101,8 +138,9 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     # the SavedModel serves the same forward pass
     served = tf.saved_model.load(str(run / "best_model" / "saved_model"))
     x = np.random.default_rng(0).random((3, 24, 24, 1), np.float32)
-    np.testing.assert_allclose(served.signatures["serving_default"](tf.constant(x))["output_0"],
-                               final(x), atol=1e-5)
+    np.testing.assert_allclose(
+        served.signatures["serving_default"](tf.constant(x))["output_0"], final(x), atol=1e-5
+    )
     ckpts = tf.train.get_checkpoint_state(str(run / "checkpoints")).all_model_checkpoint_paths
     a, b = (tf.train.load_checkpoint(c) for c in ckpts[-2:])
     assert [a.get_tensor(f"{v}/.ATTRIBUTES/VARIABLE_VALUE") for v in ("stage", "epoch")] == [1, 1]
@@ -114,15 +152,26 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     assert not np.array_equal(a.get_tensor(logits), b.get_tensor(logits))
 
     tags = tensorboard_tags(run / "tensorboard")
-    for tag in ("epoch_loss", "epoch_accuracy", "epoch_lr", "epoch_images_per_second",
-                "epoch_epoch_seconds", "augmented_inputs", "confusion_matrix"):
+    for tag in (
+        "epoch_loss",
+        "epoch_accuracy",
+        "epoch_lr",
+        "epoch_images_per_second",
+        "epoch_epoch_seconds",
+        "augmented_inputs",
+        "confusion_matrix",
+    ):
         assert tag in tags, (tag, sorted(tags))
     assert any(t.startswith("_hparams_") for t in tags), sorted(tags)
 
     # evaluate rebuilds the report of a saved run
     (run / "report" / "report.json").unlink()
-    proc = subprocess.run([sys.executable, "-m", "tfclf.evaluate", f"--run_dir={run}"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfclf.evaluate", f"--run_dir={run}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((run / "report" / "report.json").read_text())
     assert again["top1"] == pytest.approx(report["top1"])
@@ -130,10 +179,19 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
 
 def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, digits):
     run = tmp_path / "run"
-    args = [*TINY, digits, f"--run_dir={run}", "--epochs=8", "--schedule=cosine",
-            "--warmup_epochs=1"]
-    proc = subprocess.Popen([sys.executable, "-m", "tfclf.train", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        *TINY,
+        digits,
+        f"--run_dir={run}",
+        "--epochs=8",
+        "--schedule=cosine",
+        "--warmup_epochs=1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfclf.train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     history_path = run / "history.json"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -149,20 +207,26 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
     rows = json.loads(history_path.read_text())["epochs"]
     assert [r["epoch"] for r in rows] == list(range(1, 9))  # nothing repeated or skipped
     steps_per_epoch = 800 // 100
-    expected = schedule_values(ScheduleConfig(kind="cosine", lr=0.05, epochs=8,
-                                              warmup_epochs=1), steps_per_epoch)
+    expected = schedule_values(
+        ScheduleConfig(kind="cosine", lr=0.05, epochs=8, warmup_epochs=1), steps_per_epoch
+    )
     for r in rows:  # the LR logged at each epoch's end is the schedule's at its last step
         assert r["lr"] == pytest.approx(expected[r["epoch"] * steps_per_epoch - 1], rel=1e-4)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model=nope", "--lr=-1", "--stage=size=x"], ["unknown model 'nope'", "--lr must be "
-                                                     "positive", "size='x' is not a int"]),
-    (["--augment=blur(3)"], ["unknown augmentation 'blur'"]),
-    (["--source=folder:/no/such/dir", "--epochs=2"], ["image folder not found: /no/such/dir"]),
-    (["--time_budget=soon"], ["--time_budget: cannot read 'soon'"]),
-    (["--val_every=2", "--early_stopping=3"], ["--val_every=2: early stopping"]),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--model=nope", "--lr=-1", "--stage=size=x"],
+            ["unknown model 'nope'", "--lr must be positive", "size='x' is not a int"],
+        ),
+        (["--augment=blur(3)"], ["unknown augmentation 'blur'"]),
+        (["--source=folder:/no/such/dir", "--epochs=2"], ["image folder not found: /no/such/dir"]),
+        (["--time_budget=soon"], ["--time_budget: cannot read 'soon'"]),
+        (["--val_every=2", "--early_stopping=3"], ["--val_every=2: early stopping"]),
+    ],
+)
 def test_bad_flags_give_one_line_errors(tmp_path, args, message):
     proc = train(f"--run_dir={tmp_path}", *args, check=False, timeout=120)
     assert proc.returncode == 2
@@ -182,11 +246,20 @@ def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
 
 def test_val_every_validates_every_nth_and_each_stage_last_epoch(tmp_path, digits):
     run = tmp_path / "run"
-    train(*TINY, digits, f"--run_dir={run}", "--val_every=2", "--stage=size=16 epochs=3",
-          "--stage=size=16 epochs=2")
+    train(
+        *TINY,
+        digits,
+        f"--run_dir={run}",
+        "--val_every=2",
+        "--stage=size=16 epochs=3",
+        "--stage=size=16 epochs=2",
+    )
     rows = json.loads((run / "history.json").read_text())["epochs"]
     assert [(r["stage"], r["epoch"]) for r in rows if "val_accuracy" in r] == [
-        (0, 2), (0, 3), (1, 2)]
+        (0, 2),
+        (0, 3),
+        (1, 2),
+    ]
     assert json.loads((run / "metrics.json").read_text())["top1"] > 0.1
 
 
@@ -194,13 +267,20 @@ def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
     # LeNet-5 has no batch norm or dropout; at lr 1e-9 its validation accuracy cannot move,
     # so patience 1 stops each stage after its second epoch.
     run = tmp_path / "run"
-    args = [*TINY, digits, f"--run_dir={run}", "--model=lenet5", "--model_args={}",
-            "--schedule=constant", "--early_stopping=1", "--stage=epochs=6 lr=1e-9",
-            "--stage=epochs=6 lr=1e-9"]
+    args = [
+        *TINY,
+        digits,
+        f"--run_dir={run}",
+        "--model=lenet5",
+        "--model_args={}",
+        "--schedule=constant",
+        "--early_stopping=1",
+        "--stage=epochs=6 lr=1e-9",
+        "--stage=epochs=6 lr=1e-9",
+    ]
     train(*args)
     history = json.loads((run / "history.json").read_text())
-    assert [(r["stage"], r["epoch"]) for r in history["epochs"]] == [(0, 1), (0, 2),
-                                                                     (1, 1), (1, 2)]
+    assert [(r["stage"], r["epoch"]) for r in history["epochs"]] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stopped_early"] == [1, 2] and metrics["epochs_run"] == 4
 
@@ -211,8 +291,15 @@ def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
 
 def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
     def run(name, seed):
-        train(*TINY, digits, f"--run_dir={tmp_path / name}", "--epochs=2", "--deterministic",
-              f"--seed={seed}", "--val_every=1")
+        train(
+            *TINY,
+            digits,
+            f"--run_dir={tmp_path / name}",
+            "--epochs=2",
+            "--deterministic",
+            f"--seed={seed}",
+            "--val_every=1",
+        )
         rows = json.loads((tmp_path / name / "history.json").read_text())["epochs"]
         return [(r["loss"], r["val_loss"]) for r in rows]
 
@@ -223,8 +310,7 @@ def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, digits):
     run = tmp_path / "run"
-    train(*TINY, digits, f"--run_dir={run}", "--epochs=1", "--strategy=mirrored",
-          "--cpu_devices=2")
+    train(*TINY, digits, f"--run_dir={run}", "--epochs=1", "--strategy=mirrored", "--cpu_devices=2")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["replicas_identical"] is True
 
@@ -240,12 +326,30 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, digits):
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     procs = []
     for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tfclf.train", *TINY, digits, f"--run_dir={run}",
-             "--epochs=1", "--strategy=multi_worker"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+            ),
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tfclf.train",
+                    *TINY,
+                    digits,
+                    f"--run_dir={run}",
+                    "--epochs=1",
+                    "--strategy=multi_worker",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
     metrics = json.loads((run / "metrics.json").read_text())  # written by the chief only

@@ -48,12 +48,23 @@ def main(argv):
         return 2
     norm = Normalizer.from_json((run / "normalizer.json").read_text())
     model = keras.models.load_model(model_path, compile=False)
-    history = json.loads((run / "history.json").read_text())["epochs"] if (
-        run / "history.json").exists() else None
+    history = (
+        json.loads((run / "history.json").read_text())["epochs"]
+        if (run / "history.json").exists()
+        else None
+    )
     out = FLAGS.out or run / ("report" if FLAGS.split == "val" else f"report_{FLAGS.split}")
-    report = write_report(out, model, split, data.class_names, norm,
-                          image_size=model.input_shape[1], history=history, split_name=FLAGS.split,
-                          files={"keras": model_path})
+    report = write_report(
+        out,
+        model,
+        split,
+        data.class_names,
+        norm,
+        image_size=model.input_shape[1],
+        history=history,
+        split_name=FLAGS.split,
+        files={"keras": model_path},
+    )
     print(f"{FLAGS.split}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out}")
     return 0
 

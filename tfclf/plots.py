@@ -45,8 +45,9 @@ def label_titles(labels: np.ndarray, class_names: list[str]) -> list[str]:
     for y in labels:
         top = np.argsort(y)[::-1][:2]
         if y[top[1]] > 1e-3:
-            titles.append(f"{class_names[top[0]]} {y[top[0]]:.2f}/{class_names[top[1]]} "
-                          f"{y[top[1]]:.2f}")
+            titles.append(
+                f"{class_names[top[0]]} {y[top[0]]:.2f}/{class_names[top[1]]} {y[top[1]]:.2f}"
+            )
         else:
             titles.append(class_names[top[0]])
     return titles

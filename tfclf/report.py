@@ -21,10 +21,18 @@ from tfclf.plots import image_grid, save_figure  # noqa: E402
 from tfclf.training.callbacks import atomic_write_json  # noqa: E402
 
 
-def predict_logits(model, split: Split, num_classes: int, normalizer: Normalizer, *,
-                   batch_size: int, image_size: int | None) -> np.ndarray:
-    ds = eval_dataset(split, num_classes, normalizer, batch_size=batch_size,
-                      image_size=image_size).map(lambda x, y: x)
+def predict_logits(
+    model,
+    split: Split,
+    num_classes: int,
+    normalizer: Normalizer,
+    *,
+    batch_size: int,
+    image_size: int | None,
+) -> np.ndarray:
+    ds = eval_dataset(
+        split, num_classes, normalizer, batch_size=batch_size, image_size=image_size
+    ).map(lambda x, y: x)
     return model.predict(ds, verbose=0).astype(np.float64)
 
 
@@ -44,16 +52,24 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, class_names) 
     support = cm.sum(1)
     precision = np.divide(tp, cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k),
-                   where=precision + recall > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(k), where=precision + recall > 0
+    )
     out = {
         "examples": int(len(labels)),
         "top1": float((pred == labels).mean()),
         "loss": float(-log_p[np.arange(len(labels)), labels].mean()),
         "macro_f1": float(f1.mean()),
-        "per_class": [{"class": str(c), "precision": float(p), "recall": float(r),
-                       "f1": float(f), "support": int(s)}
-                      for c, p, r, f, s in zip(class_names, precision, recall, f1, support)],
+        "per_class": [
+            {
+                "class": str(c),
+                "precision": float(p),
+                "recall": float(r),
+                "f1": float(f),
+                "support": int(s),
+            }
+            for c, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        ],
         "confusion_matrix": cm.tolist(),
     }
     if k > 10:
@@ -68,8 +84,10 @@ def plot_confusion(cm: np.ndarray, class_names, path):
     k = len(class_names)
     size = max(5, 0.45 * k)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, m, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "normalised (rows)",
-                                                              ".2f")):
+    for ax, m, title, fmt in (
+        (axes[0], cm, "counts", "d"),
+        (axes[1], norm, "normalised (rows)", ".2f"),
+    ):
         im = ax.imshow(m, cmap="Blues")
         ax.set_title(title)
         ax.set_xlabel("predicted")
@@ -80,8 +98,15 @@ def plot_confusion(cm: np.ndarray, class_names, path):
             thresh = m.max() / 2
             for i in range(k):
                 for j in range(k):
-                    ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=6,
-                            color="white" if m[i, j] > thresh else "black")
+                    ax.text(
+                        j,
+                        i,
+                        format(m[i, j], fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if m[i, j] > thresh else "black",
+                    )
         fig.colorbar(im, ax=ax, fraction=0.046)
     return save_figure(fig, path)
 
@@ -122,38 +147,64 @@ def example_grids(split: Split, logits: np.ndarray, class_names, out_dir: Path, 
         if not chosen:
             continue
         titles = [f"ok: {class_names[pred[i]]}" for i in good] + [
-            f"WRONG: {class_names[pred[i]]}" for i in bad]
+            f"WRONG: {class_names[pred[i]]}" for i in bad
+        ]
         safe = "".join(ch if ch.isalnum() else "_" for ch in str(name))
-        paths.append(image_grid(split.images[chosen].astype(np.float32) / 255, titles,
-                                out_dir / f"class_{c:03d}_{safe}.png", cols=per_kind,
-                                title=f"class {name}: {len(good)} best correct, "
-                                      f"{len(bad)} most confident mistakes"))
+        paths.append(
+            image_grid(
+                split.images[chosen].astype(np.float32) / 255,
+                titles,
+                out_dir / f"class_{c:03d}_{safe}.png",
+                cols=per_kind,
+                title=f"class {name}: {len(good)} best correct, {len(bad)} most confident mistakes",
+            )
+        )
     return paths
 
 
-def write_report(out_dir, model, split: Split, class_names, normalizer: Normalizer, *,
-                 image_size: int | None, batch_size: int = 256, history=None,
-                 split_name: str = "val", files: dict | None = None) -> dict:
+def write_report(
+    out_dir,
+    model,
+    split: Split,
+    class_names,
+    normalizer: Normalizer,
+    *,
+    image_size: int | None,
+    batch_size: int = 256,
+    history=None,
+    split_name: str = "val",
+    files: dict | None = None,
+) -> dict:
     """Evaluates ``model`` on ``split`` and writes ``report.json`` and the figures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    logits = predict_logits(model, split, len(class_names), normalizer, batch_size=batch_size,
-                            image_size=image_size)
+    logits = predict_logits(
+        model, split, len(class_names), normalizer, batch_size=batch_size, image_size=image_size
+    )
     metrics = classification_metrics(split.labels, logits, class_names)
     stats = model_stats(model)
     report = {
         "split": split_name,
         "image_size": image_size,
         **{k: v for k, v in metrics.items() if k != "confusion_matrix"},
-        "model": {**stats.to_dict(), "files": {k: int(Path(v).stat().st_size)
-                                               for k, v in (files or {}).items()
-                                               if Path(v).exists()}},
+        "model": {
+            **stats.to_dict(),
+            "files": {
+                k: int(Path(v).stat().st_size) for k, v in (files or {}).items() if Path(v).exists()
+            },
+        },
         "confusion_matrix": metrics["confusion_matrix"],
     }
-    plot_confusion(np.array(metrics["confusion_matrix"]), class_names,
-                   out_dir / "confusion_matrix.png")
-    example_grids(split, logits, class_names, out_dir / "examples",
-                  per_kind=min(8, max(2, math.ceil(32 / len(class_names)))))
+    plot_confusion(
+        np.array(metrics["confusion_matrix"]), class_names, out_dir / "confusion_matrix.png"
+    )
+    example_grids(
+        split,
+        logits,
+        class_names,
+        out_dir / "examples",
+        per_kind=min(8, max(2, math.ceil(32 / len(class_names)))),
+    )
     if history:
         plot_curves(history, out_dir / "curves.png")
     atomic_write_json(report, out_dir / "report.json")

@@ -41,8 +41,12 @@ def _define(kind, name, default, help_, enum_values=None):
 # Run, model, data
 _define("string", "run_dir", "runs/quickstart", "Run directory (checkpoints, logs, report).")
 _define("string", "model", "se_resnet20", "Model name (python -m tfclf.models --list).")
-_define("string", "model_args", "{}", "Model builder overrides as a Python dict literal, "
-        "e.g. \"{'se_ratio': 8, 'dropout': 0.3}\".")
+_define(
+    "string",
+    "model_args",
+    "{}",
+    "Model builder overrides as a Python dict literal, e.g. \"{'se_ratio': 8, 'dropout': 0.3}\".",
+)
 _define("string", "source", "mnist5k", "mnist5k | tfds:NAME | folder:PATH | npz:PATH.")
 _define("string", "data_dir", None, "TFDS data_dir (datasets prepared offline).")
 _define("bool", "download", False, "Allow TFDS to download (needs network).")
@@ -51,8 +55,12 @@ _define("integer", "load_size", None, "Resize folder images to this size on load
 _define("float", "val_fraction", 0.2, "Stratified validation fraction when the source has none.")
 _define("list", "mean", None, "Per-channel mean in [0, 1] (default: from the training split).")
 _define("list", "std", None, "Per-channel std in [0, 1] (default: from the training split).")
-_define("string", "augment", "affine(10, 0.1, (0.9, 1.1), 5)", "Augmentations, e.g. "
-        "'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.")
+_define(
+    "string",
+    "augment",
+    "affine(10, 0.1, (0.9, 1.1), 5)",
+    "Augmentations, e.g. 'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.",
+)
 _define("enum", "balance", "none", "Class balancing.", enum_values=list(BALANCE))
 _define("integer", "batch_size", 32, "Global batch size.")
 # Optimisation
@@ -71,39 +79,79 @@ _define("float", "warmup_epochs", 1.0, "Linear warm-up epochs.")
 _define("float", "gamma", 0.1, "Decay factor (step, multistep, exponential).")
 _define("integer", "step_epochs", 30, "Epochs between decays (step).")
 _define("list", "milestones", ["60", "90"], "Decay epochs (multistep).")
-_define("float", "min_lr", 0.0,
-        "Lowest LR (cosine, cosine_restarts, linear, cyclic, plateau).")
+_define("float", "min_lr", 0.0, "Lowest LR (cosine, cosine_restarts, linear, cyclic, plateau).")
 _define("float", "restart_epochs", 20, "First cycle length (cosine_restarts).")
 _define("float", "t_mul", 2.0, "Cycle length factor (cosine_restarts).")
 _define("float", "m_mul", 1.0, "Peak LR factor per cycle (cosine_restarts).")
 _define("float", "cycle_epochs", 8, "Full cycle length (cyclic).")
 _define("integer", "plateau_patience", 5, "Epochs without val_loss gain before decay (plateau).")
 _define("float", "plateau_factor", 0.1, "Decay factor (plateau).")
-_define("multi_string", "stage", [], "FixRes stage 'size=.. epochs=.. [schedule=.. lr=.. "
-        "train=all|classifier_bn augment=..]'; repeat in order.")
+_define(
+    "multi_string",
+    "stage",
+    [],
+    "FixRes stage 'size=.. epochs=.. [schedule=.. lr=.. "
+    "train=all|classifier_bn augment=..]'; repeat in order.",
+)
 _define("integer", "early_stopping", 0, "Stop after this many epochs without val gain (0: off).")
-_define("integer", "val_every", 0, "Validate every N epochs and at each stage's last epoch. "
-        "0 (auto): every 3rd, or every epoch when early stopping or the plateau schedule "
-        "is on (they need one each epoch).")
+_define(
+    "integer",
+    "val_every",
+    0,
+    "Validate every N epochs and at each stage's last epoch. "
+    "0 (auto): every 3rd, or every epoch when early stopping or the plateau schedule "
+    "is on (they need one each epoch).",
+)
 _define("string", "time_budget", "", "Stop cleanly after this long: '90s', '30m', '6h'.")
 # System
-_define("enum", "precision", "auto", "Mixed precision (auto: bf16 on CPU, fp16 on GPU).",
-        enum_values=list(PRECISIONS))
+_define(
+    "enum",
+    "precision",
+    "auto",
+    "Mixed precision (auto: bf16 on CPU, fp16 on GPU).",
+    enum_values=list(PRECISIONS),
+)
 _define("bool", "xla", False, "XLA jit_compile (3x slower on this CPU; try it on GPUs).")
-_define("enum", "strategy", "default", "tf.distribute strategy (multi_worker reads TF_CONFIG).",
-        enum_values=list(STRATEGIES))
-_define("integer", "cpu_devices", 0, "Split the CPU into this many logical devices (testing "
-        "MirroredStrategy without GPUs).")
+_define(
+    "enum",
+    "strategy",
+    "default",
+    "tf.distribute strategy (multi_worker reads TF_CONFIG).",
+    enum_values=list(STRATEGIES),
+)
+_define(
+    "integer",
+    "cpu_devices",
+    0,
+    "Split the CPU into this many logical devices (testing MirroredStrategy without GPUs).",
+)
 _define("integer", "seed", 0, "Seed for splits, shuffling, augmentation and initialisation.")
 _define("bool", "deterministic", False, "TensorFlow op determinism (slower).")
-_define("enum", "verbose", "auto", "Keras progress: bar on a terminal, one line per epoch "
-        "otherwise.", enum_values=["auto", "bar", "line"])
+_define(
+    "enum",
+    "verbose",
+    "auto",
+    "Keras progress: bar on a terminal, one line per epoch otherwise.",
+    enum_values=["auto", "bar", "line"],
+)
 
 # Each validation of MNIST-5k's 1,000 images costs about 5 % of an epoch on the CPU here.
 AUTO_VAL_EVERY = 3
-_STAGE_KEYS = {"size": int, "epochs": int, "schedule": str, "lr": float, "train": str,
-               "augment": str, "warmup_epochs": float, "min_lr": float, "restart_epochs": float,
-               "t_mul": float, "m_mul": float, "gamma": float, "step_epochs": int}
+_STAGE_KEYS = {
+    "size": int,
+    "epochs": int,
+    "schedule": str,
+    "lr": float,
+    "train": str,
+    "augment": str,
+    "warmup_epochs": float,
+    "min_lr": float,
+    "restart_epochs": float,
+    "t_mul": float,
+    "m_mul": float,
+    "gamma": float,
+    "step_epochs": int,
+}
 
 
 def parse_duration(text: str) -> float:
@@ -162,11 +210,20 @@ def config_from_flags(f) -> tuple[object, list[str]]:
             errors.append(f"--{name}: not a list of numbers: {getattr(f, name)}")
             return None
 
-    base = dict(kind=f.schedule, lr=f.lr, epochs=f.epochs, warmup_epochs=f.warmup_epochs,
-                gamma=f.gamma, step_epochs=f.step_epochs, min_lr=f.min_lr,
-                restart_epochs=f.restart_epochs, t_mul=f.t_mul, m_mul=f.m_mul,
-                cycle_epochs=f.cycle_epochs,
-                milestones=tuple(int(float(m)) for m in f.milestones if m.strip()))
+    base = dict(
+        kind=f.schedule,
+        lr=f.lr,
+        epochs=f.epochs,
+        warmup_epochs=f.warmup_epochs,
+        gamma=f.gamma,
+        step_epochs=f.step_epochs,
+        min_lr=f.min_lr,
+        restart_epochs=f.restart_epochs,
+        t_mul=f.t_mul,
+        m_mul=f.m_mul,
+        cycle_epochs=f.cycle_epochs,
+        milestones=tuple(int(float(m)) for m in f.milestones if m.strip()),
+    )
     stage_specs = f.stage or [""]
     stages = []
     for i, spec in enumerate(stage_specs, start=1):
@@ -181,8 +238,16 @@ def config_from_flags(f) -> tuple[object, list[str]]:
             except ValueError:
                 errors.append(f"--stage {i}: {key}={val!r} is not a {_STAGE_KEYS[key].__name__}")
         sched = dict(base, epochs=values["epochs"])
-        for key in ("lr", "warmup_epochs", "min_lr", "restart_epochs", "t_mul", "m_mul",
-                    "gamma", "step_epochs"):
+        for key in (
+            "lr",
+            "warmup_epochs",
+            "min_lr",
+            "restart_epochs",
+            "t_mul",
+            "m_mul",
+            "gamma",
+            "step_epochs",
+        ):
             if key in values:
                 sched[key] = values[key]
         if "schedule" in values:
@@ -196,29 +261,55 @@ def config_from_flags(f) -> tuple[object, list[str]]:
             errors.append(f"--stage {i}: train must be all or classifier_bn")
         if values["size"] is not None and values["size"] <= 0:
             errors.append(f"--stage {i}: size must be positive")
-        stages.append(Stage(values["size"], values["epochs"], schedule, values["train"],
-                            values["augment"]))
+        stages.append(
+            Stage(values["size"], values["epochs"], schedule, values["train"], values["augment"])
+        )
     plateau = any(st.schedule and st.schedule.kind == "plateau" for st in stages)
     val_every = f.val_every or (1 if f.early_stopping or plateau else AUTO_VAL_EVERY)
     if f.val_every < 0:
         errors.append(f"--val_every must be >= 0, got {f.val_every}")
     elif val_every > 1 and (f.early_stopping or plateau):
-        errors.append(f"--val_every={f.val_every}: early stopping and the plateau schedule "
-                      "need a validation every epoch (use --val_every=1)")
+        errors.append(
+            f"--val_every={f.val_every}: early stopping and the plateau schedule "
+            "need a validation every epoch (use --val_every=1)"
+        )
     if errors:
         return None, errors
     verbose = {"bar": 1, "line": 2}.get(f.verbose, 1 if sys.stdout.isatty() else 2)
     cfg = TrainConfig(
-        run_dir=f.run_dir, model=f.model, model_args=model_args, source=f.source,
-        data_dir=f.data_dir, download=f.download, channels=f.channels, load_size=f.load_size,
-        val_fraction=f.val_fraction, mean=floats("mean"), std=floats("std"), augment=f.augment,
-        balance=f.balance, batch_size=f.batch_size, optimizer=f.optimizer, momentum=f.momentum,
-        nesterov=f.nesterov, weight_decay=f.weight_decay, l2=f.l2,
-        label_smoothing=f.label_smoothing, stages=tuple(stages),
-        early_stopping=f.early_stopping, val_every=val_every,
-        plateau_patience=f.plateau_patience, plateau_factor=f.plateau_factor,
-        time_budget=time_budget, precision=f.precision, xla=f.xla, strategy=f.strategy,
-        seed=f.seed, deterministic=f.deterministic, verbose=verbose)
+        run_dir=f.run_dir,
+        model=f.model,
+        model_args=model_args,
+        source=f.source,
+        data_dir=f.data_dir,
+        download=f.download,
+        channels=f.channels,
+        load_size=f.load_size,
+        val_fraction=f.val_fraction,
+        mean=floats("mean"),
+        std=floats("std"),
+        augment=f.augment,
+        balance=f.balance,
+        batch_size=f.batch_size,
+        optimizer=f.optimizer,
+        momentum=f.momentum,
+        nesterov=f.nesterov,
+        weight_decay=f.weight_decay,
+        l2=f.l2,
+        label_smoothing=f.label_smoothing,
+        stages=tuple(stages),
+        early_stopping=f.early_stopping,
+        val_every=val_every,
+        plateau_patience=f.plateau_patience,
+        plateau_factor=f.plateau_factor,
+        time_budget=time_budget,
+        precision=f.precision,
+        xla=f.xla,
+        strategy=f.strategy,
+        seed=f.seed,
+        deterministic=f.deterministic,
+        verbose=verbose,
+    )
     return cfg, errors
 
 
@@ -238,8 +329,9 @@ class _OwnInfoOnly(std_logging.Filter):
     package_dir = Path(__file__).resolve().parent
 
     def filter(self, record):
-        return (record.levelno >= std_logging.WARNING
-                or Path(record.pathname).resolve().is_relative_to(self.package_dir))
+        return record.levelno >= std_logging.WARNING or Path(
+            record.pathname
+        ).resolve().is_relative_to(self.package_dir)
 
 
 def quiet_library_info() -> None:
@@ -267,7 +359,8 @@ def main(argv):
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
+        )
 
     from tfclf.data import DataError
     from tfclf.training.trainer import train
@@ -280,8 +373,9 @@ def main(argv):
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in result.items())
+    summary = ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+    )
     print(f"done: {summary}\nrun directory: {run_dir} (report/, tensorboard/, best_model/)")
     return 0
 

@@ -28,12 +28,19 @@ def main(_):
         split, k = data.train, data.num_classes
     else:
         rng = np.random.default_rng(0)
-        split = Split(rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8),
-                      rng.integers(0, 10, 50_000))
+        split = Split(
+            rng.integers(0, 256, (50_000, 32, 32, 3), np.uint8), rng.integers(0, 10, 50_000)
+        )
         k = 10
     norm = Normalizer.from_images(split.images)
-    stream = train_dataset(split, k, norm, batch_size=FLAGS.batch_size,
-                           image_size=FLAGS.image_size, augment=FLAGS.augment)
+    stream = train_dataset(
+        split,
+        k,
+        norm,
+        batch_size=FLAGS.batch_size,
+        image_size=FLAGS.image_size,
+        augment=FLAGS.augment,
+    )
     it = iter(stream.dataset)
     for _ in range(20):
         next(it)
@@ -42,8 +49,10 @@ def main(_):
         next(it)
     rate = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
     shape = "x".join(map(str, split.images.shape[1:]))
-    print(f"{FLAGS.source or 'random'} {shape} -> {FLAGS.image_size or 'same'}, "
-          f"batch {FLAGS.batch_size}, '{FLAGS.augment}': {rate:,.0f} images/s")
+    print(
+        f"{FLAGS.source or 'random'} {shape} -> {FLAGS.image_size or 'same'}, "
+        f"batch {FLAGS.batch_size}, '{FLAGS.augment}': {rate:,.0f} images/s"
+    )
 
 
 if __name__ == "__main__":

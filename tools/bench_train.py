@@ -32,15 +32,24 @@ def main(_):
     for policy in FLAGS.precision:
         keras.mixed_precision.set_global_policy(policy)
         model = create_model(FLAGS.model, x.shape[1:], 10)
-        model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
-                      keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=FLAGS.xla)
-        model.fit(x[: 4 * FLAGS.batch_size], y[: 4 * FLAGS.batch_size],
-                  batch_size=FLAGS.batch_size, verbose=0)
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            keras.losses.CategoricalCrossentropy(from_logits=True),
+            jit_compile=FLAGS.xla,
+        )
+        model.fit(
+            x[: 4 * FLAGS.batch_size],
+            y[: 4 * FLAGS.batch_size],
+            batch_size=FLAGS.batch_size,
+            verbose=0,
+        )
         start = time.perf_counter()
         model.fit(x, y, batch_size=FLAGS.batch_size, verbose=0)
         rate = n / (time.perf_counter() - start)
-        print(f"{FLAGS.model} {FLAGS.size}x{FLAGS.size}x{FLAGS.channels} {policy}"
-              f"{' +XLA' if FLAGS.xla else ''}: {rate:,.0f} images/s")
+        print(
+            f"{FLAGS.model} {FLAGS.size}x{FLAGS.size}x{FLAGS.channels} {policy}"
+            f"{' +XLA' if FLAGS.xla else ''}: {rate:,.0f} images/s"
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def main(_):
     for i, stage in enumerate(cfg.stages, start=1):
         values = schedule_values(stage.schedule, spe)
         epochs = start + np.arange(len(values)) / spe
-        ax.plot(epochs, values, label=f"stage {i}: {stage.schedule.kind}, "
-                f"{stage.size or 'native'} px")
+        ax.plot(
+            epochs, values, label=f"stage {i}: {stage.schedule.kind}, {stage.size or 'native'} px"
+        )
         start += stage.epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")

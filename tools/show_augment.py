@@ -23,11 +23,22 @@ def main(_):
     data = load_source(FLAGS.source, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size)
     identity = Normalizer((0.0,) * data.image_shape[-1], (1.0,) * data.image_shape[-1])
     n = min(FLAGS.num, len(data.train))
-    stream = train_dataset(data.train, data.num_classes, identity, batch_size=n,
-                           image_size=FLAGS.image_size, augment=FLAGS.augment, seed=FLAGS.seed)
+    stream = train_dataset(
+        data.train,
+        data.num_classes,
+        identity,
+        batch_size=n,
+        image_size=FLAGS.image_size,
+        augment=FLAGS.augment,
+        seed=FLAGS.seed,
+    )
     x, y = next(iter(stream.dataset))
-    path = image_grid(x.numpy(), label_titles(y.numpy(), data.class_names), FLAGS.out,
-                      title=f"{data.name} | {FLAGS.augment}")
+    path = image_grid(
+        x.numpy(),
+        label_titles(y.numpy(), data.class_names),
+        FLAGS.out,
+        title=f"{data.name} | {FLAGS.augment}",
+    )
     print(f"wrote {path}")
 
 

@@ -13,6 +13,19 @@ from tfclf.data.pipeline import (
 )
 from tfclf.data.sources import DataError, ImageData, Split, load_source
 
-__all__ = ["BALANCE", "DataError", "ImageData", "Normalizer", "Split", "TrainStream",
-           "apply_augment", "class_weights", "eval_dataset", "list_augmentations", "load_source",
-           "parse_augment", "stratified_split", "train_dataset"]
+__all__ = [
+    "BALANCE",
+    "DataError",
+    "ImageData",
+    "Normalizer",
+    "Split",
+    "TrainStream",
+    "apply_augment",
+    "class_weights",
+    "eval_dataset",
+    "list_augmentations",
+    "load_source",
+    "parse_augment",
+    "stratified_split",
+    "train_dataset",
+]

@@ -65,11 +65,13 @@ def parse_augment(spec: str | None) -> list[tuple[str, AugmentOp, bool]]:
             else:
                 raise ValueError
         except (SyntaxError, ValueError):
-            raise ValueError(f"cannot parse augmentation {part!r}; write name or "
-                             "name(arg, key=value)") from None
+            raise ValueError(
+                f"cannot parse augmentation {part!r}; write name or name(arg, key=value)"
+            ) from None
         if name not in _AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {name!r}; known: "
-                             f"{', '.join(list_augmentations())}")
+            raise ValueError(
+                f"unknown augmentation {name!r}; known: {', '.join(list_augmentations())}"
+            )
         try:
             ops.append((part, _AUGMENTATIONS[name](*args, **kwargs), name in _UINT8_OK))
         except (TypeError, ValueError) as e:
@@ -118,8 +120,13 @@ def _transform(images, transforms, interpolation="BILINEAR"):
     """Per-image projective transform; ``transforms`` (B, 8) maps output to input coords."""
     shape = tf.shape(images)
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=tf.cast(transforms, tf.float32), output_shape=shape[1:3],
-        fill_value=0.0, interpolation=interpolation, fill_mode="CONSTANT")
+        images=images,
+        transforms=tf.cast(transforms, tf.float32),
+        output_shape=shape[1:3],
+        fill_value=0.0,
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )
 
 
 def _gray(images):
@@ -260,10 +267,12 @@ def _gaussian_blur(x, sigma: float):
     k = tf.exp(-0.5 * (t / sigma) ** 2)
     k = k / tf.reduce_sum(k)
     c = x.shape[-1]
-    x = tf.nn.depthwise_conv2d(x, tf.tile(k[:, None, None, None], [1, 1, c, 1]),
-                               [1, 1, 1, 1], "SAME")
-    return tf.nn.depthwise_conv2d(x, tf.tile(k[None, :, None, None], [1, 1, c, 1]),
-                                  [1, 1, 1, 1], "SAME")
+    x = tf.nn.depthwise_conv2d(
+        x, tf.tile(k[:, None, None, None], [1, 1, c, 1]), [1, 1, 1, 1], "SAME"
+    )
+    return tf.nn.depthwise_conv2d(
+        x, tf.tile(k[None, :, None, None], [1, 1, c, 1]), [1, 1, 1, 1], "SAME"
+    )
 
 
 def _sample_bilinear(images, ys, xs):
@@ -279,8 +288,11 @@ def _sample_bilinear(images, ys, xs):
         for xi in (tf.floor(xs), tf.floor(xs) + 1):
             weight = (1 - tf.abs(ys - yi)) * (1 - tf.abs(xs - xi))
             inside = (yi >= 0) & (yi <= y_max) & (xi >= 0) & (xi <= x_max)
-            idx = (base + tf.cast(tf.clip_by_value(yi, 0.0, y_max), tf.int32) * w
-                   + tf.cast(tf.clip_by_value(xi, 0.0, x_max), tf.int32))
+            idx = (
+                base
+                + tf.cast(tf.clip_by_value(yi, 0.0, y_max), tf.int32) * w
+                + tf.cast(tf.clip_by_value(xi, 0.0, x_max), tf.int32)
+            )
             out += tf.gather(flat, idx) * tf.where(inside, weight, 0.0)[..., None]
     return out
 
@@ -297,19 +309,25 @@ def elastic(alpha: float = 34.0, sigma: float = 4.0, p: float = 1.0):
     def op(images, labels, seed):
         shape = tf.shape(images)
         s = _seeds(seed, 2)
-        field = _gaussian_blur(_uniform(s[0], [shape[0], shape[1], shape[2], 2], -1.0, 1.0),
-                               sigma) * alpha
+        field = (
+            _gaussian_blur(_uniform(s[0], [shape[0], shape[1], shape[2], 2], -1.0, 1.0), sigma)
+            * alpha
+        )
         field *= tf.cast(_bernoulli(s[1], shape[0], p), tf.float32)[:, None, None, None]
-        grid_y, grid_x = tf.meshgrid(tf.range(shape[1], dtype=tf.float32),
-                                     tf.range(shape[2], dtype=tf.float32), indexing="ij")
+        grid_y, grid_x = tf.meshgrid(
+            tf.range(shape[1], dtype=tf.float32),
+            tf.range(shape[2], dtype=tf.float32),
+            indexing="ij",
+        )
         return _sample_bilinear(images, grid_y + field[..., 0], grid_x + field[..., 1]), labels
 
     return op
 
 
 @register_augmentation
-def color_jitter(brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
-                 hue: float = 0.1):
+def color_jitter(
+    brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1
+):
     """Brightness, contrast, saturation factors uniform in [1 - v, 1 + v]; hue shift in
     [-hue, hue] turns (torchvision's ColorJitter); saturation and hue need RGB."""
     if not 0 <= hue <= 0.5:
@@ -330,8 +348,9 @@ def color_jitter(brightness: float = 0.4, contrast: float = 0.4, saturation: flo
             if hue:
                 hsv = tf.image.rgb_to_hsv(x)
                 shift = _uniform(s[3], [b], -hue, hue)[:, None, None]
-                hsv = tf.stack([tf.math.floormod(hsv[..., 0] + shift, 1.0), hsv[..., 1],
-                                hsv[..., 2]], axis=-1)
+                hsv = tf.stack(
+                    [tf.math.floormod(hsv[..., 0] + shift, 1.0), hsv[..., 1], hsv[..., 2]], axis=-1
+                )
                 x = tf.image.hsv_to_rgb(hsv)
         return tf.clip_by_value(x, 0.0, 1.0), labels
 
@@ -365,8 +384,12 @@ def _box_mask(seed, shape, size_h, size_w):
     x2 = tf.clip_by_value(tf.round(cx + size_w / 2), 0, tf.cast(w, tf.float32))
     ys = tf.range(tf.cast(h, tf.float32))[None, :, None]
     xs = tf.range(tf.cast(w, tf.float32))[None, None, :]
-    inside = ((ys >= y1[:, None, None]) & (ys < y2[:, None, None])
-              & (xs >= x1[:, None, None]) & (xs < x2[:, None, None]))
+    inside = (
+        (ys >= y1[:, None, None])
+        & (ys < y2[:, None, None])
+        & (xs >= x1[:, None, None])
+        & (xs < x2[:, None, None])
+    )
     return tf.cast(inside, tf.float32)[..., None]
 
 
@@ -419,8 +442,9 @@ def cutmix(p: float = 0.5, alpha: float = 1.0):
         b = shape[0]
         lam = tf.where(_bernoulli(s[0], b, p), _beta(s[1], [b], alpha), 1.0)
         cut = tf.sqrt(1.0 - lam)
-        mask = _box_mask(s[2], shape, cut * tf.cast(shape[1], tf.float32),
-                         cut * tf.cast(shape[2], tf.float32))
+        mask = _box_mask(
+            s[2], shape, cut * tf.cast(shape[1], tf.float32), cut * tf.cast(shape[2], tf.float32)
+        )
         x2, y2 = _mix_partner(s[3], images, labels)
         area = tf.reduce_mean(mask, axis=[1, 2, 3])[:, None]
         return tf.where(mask > 0, x2, images), (1 - area) * labels + area * y2

@@ -57,8 +57,9 @@ class Normalizer:
         mean = tuple(mean) * channels if len(mean) == 1 else tuple(mean)
         std = tuple(std) * channels if len(std) == 1 else tuple(std)
         if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"normalisation needs 1 or {channels} values, got mean={mean} "
-                             f"std={std}")
+            raise ValueError(
+                f"normalisation needs 1 or {channels} values, got mean={mean} std={std}"
+            )
         return cls(mean, std)
 
     def __call__(self, images01: tf.Tensor) -> tf.Tensor:
@@ -87,8 +88,10 @@ def stratified_split(split: Split, val_fraction: float, seed: int = 0) -> tuple[
         rng.shuffle(idx)
         n_val = int(round(val_fraction * len(idx)))
         if n_val == 0 or n_val == len(idx):
-            raise DataError(f"class {c} has {len(idx)} images: too few to hold out "
-                            f"{val_fraction:.0%} for validation")
+            raise DataError(
+                f"class {c} has {len(idx)} images: too few to hold out "
+                f"{val_fraction:.0%} for validation"
+            )
         val_idx.append(idx[:n_val])
     val_idx = np.sort(np.concatenate(val_idx))
     train_mask = np.ones(len(split), bool)
@@ -108,9 +111,17 @@ def resize_images(images: np.ndarray, size: int | None, batch: int = 1024) -> tf
     """uint8 images resized once to ``size`` x ``size`` (antialiased bilinear), as a tensor."""
     if size is None or images.shape[1:3] == (size, size):
         return tf.constant(images)
-    out = [tf.cast(tf.clip_by_value(tf.round(tf.image.resize(
-        images[i:i + batch], (size, size), antialias=True)), 0, 255), tf.uint8)
-        for i in range(0, len(images), batch)]
+    out = [
+        tf.cast(
+            tf.clip_by_value(
+                tf.round(tf.image.resize(images[i : i + batch], (size, size), antialias=True)),
+                0,
+                255,
+            ),
+            tf.uint8,
+        )
+        for i in range(0, len(images), batch)
+    ]
     return tf.concat(out, 0)
 
 
@@ -120,9 +131,18 @@ class TrainStream:
     steps_per_epoch: int
 
 
-def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, batch_size: int,
-                  image_size: int | None = None, augment: str = "", balance: str = "none",
-                  seed: int = 0, start_epoch: int = 0) -> TrainStream:
+def train_dataset(
+    split: Split,
+    num_classes: int,
+    normalizer: Normalizer,
+    *,
+    batch_size: int,
+    image_size: int | None = None,
+    augment: str = "",
+    balance: str = "none",
+    seed: int = 0,
+    start_epoch: int = 0,
+) -> TrainStream:
     """The training stream from ``start_epoch`` on: (images, soft labels[, sample weights])."""
     if balance not in BALANCE:
         raise ValueError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
@@ -144,10 +164,14 @@ def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, bat
         if balance == "oversample":  # each class equally likely, members uniform (with replacement)
             s1, s2 = tf.unstack(tf.random.experimental.stateless_split(s, 2))
             present = tf.constant(np.flatnonzero(counts).astype(np.int32))
-            cls = tf.gather(present, tf.random.stateless_uniform(
-                [n], s1, 0, len(present), dtype=tf.int32))
-            member = tf.cast(tf.random.stateless_uniform([n], s2) *
-                             tf.cast(tf.gather(counts_t, cls), tf.float32), tf.int32)
+            cls = tf.gather(
+                present, tf.random.stateless_uniform([n], s1, 0, len(present), dtype=tf.int32)
+            )
+            member = tf.cast(
+                tf.random.stateless_uniform([n], s2)
+                * tf.cast(tf.gather(counts_t, cls), tf.float32),
+                tf.int32,
+            )
             idx = tf.gather(by_class, tf.gather(offsets, cls) + member)
         else:
             idx = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), s)
@@ -156,12 +180,17 @@ def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, bat
     def epoch_batches(epoch):
         batches = tf.data.Dataset.from_tensor_slices(epoch_indices(epoch))
         return tf.data.Dataset.zip(tf.data.Dataset.range(steps), batches).map(
-            lambda step, idx: (epoch, step, idx))
+            lambda step, idx: (epoch, step, idx)
+        )
 
     def load(epoch, step, idx):
         y = tf.one_hot(tf.gather(labels, idx), num_classes)
-        x, y = apply_augment(ops, tf.gather(images, idx), y,  # uint8 in, float [0, 1] out
-                             tf.stack([tf.constant(seed, tf.int64) + 1, epoch * steps + step]))
+        x, y = apply_augment(
+            ops,
+            tf.gather(images, idx),
+            y,  # uint8 in, float [0, 1] out
+            tf.stack([tf.constant(seed, tf.int64) + 1, epoch * steps + step]),
+        )
         x = normalizer(x)
         if weights is not None:
             return x, y, tf.linalg.matvec(y, weights)
@@ -172,14 +201,21 @@ def train_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, bat
     return TrainStream(_without_autotune_thread(ds.prefetch(tf.data.AUTOTUNE)), steps)
 
 
-def eval_dataset(split: Split, num_classes: int, normalizer: Normalizer, *, batch_size: int,
-                 image_size: int | None = None) -> tf.data.Dataset:
+def eval_dataset(
+    split: Split,
+    num_classes: int,
+    normalizer: Normalizer,
+    *,
+    batch_size: int,
+    image_size: int | None = None,
+) -> tf.data.Dataset:
     """(images, one-hot labels) in order, no augmentation, last batch kept."""
     images = resize_images(split.images, image_size)
     ds = tf.data.Dataset.from_tensor_slices((images, split.labels)).batch(batch_size)
-    ds = ds.map(lambda x, y: (normalizer(tf.cast(x, tf.float32) / 255.0),
-                              tf.one_hot(y, num_classes)),
-                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda x, y: (normalizer(tf.cast(x, tf.float32) / 255.0), tf.one_hot(y, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
     return _without_autotune_thread(ds)
 
 

@@ -67,8 +67,10 @@ class ImageData:
         return tuple(self.train.images.shape[1:])
 
     def describe(self) -> str:
-        parts = [f"{self.name}: {self.num_classes} classes, images "
-                 f"{'x'.join(map(str, self.image_shape))}"]
+        parts = [
+            f"{self.name}: {self.num_classes} classes, images "
+            f"{'x'.join(map(str, self.image_shape))}"
+        ]
         for split in ("train", "val", "test"):
             s = getattr(self, split)
             if s is not None:
@@ -106,15 +108,17 @@ def load_mnist5k(channels: int | None = None) -> ImageData:
     with gzip.open(mnist5k_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     images = table[:, :-1].reshape(-1, 28, 28, 1)
-    return ImageData("mnist5k", [str(d) for d in range(10)],
-                     Split(_to_channels(images, channels), table[:, -1]))
+    return ImageData(
+        "mnist5k", [str(d) for d in range(10)], Split(_to_channels(images, channels), table[:, -1])
+    )
 
 
 # ----------------------------------------------------------------------------- TFDS
 
 
-def load_tfds(name: str, data_dir: str | None, *, download: bool = False,
-              channels: int | None = None) -> ImageData:
+def load_tfds(
+    name: str, data_dir: str | None, *, download: bool = False, channels: int | None = None
+) -> ImageData:
     """A TFDS dataset prepared beforehand under ``data_dir``; never downloads unless asked."""
     import tensorflow_datasets as tfds
 
@@ -126,12 +130,20 @@ def load_tfds(name: str, data_dir: str | None, *, download: bool = False,
         raise DataError(f"unknown TFDS dataset {name!r} (see `tfds.list_builders()`)") from None
     # The builder's info lists the prepared splits; mock data (tests) has none listed.
     wanted = [s for s in ("train", "validation", "test") if s in builder.info.splits] or [
-        "train", "test"]
+        "train",
+        "test",
+    ]
     arrays = {}
     try:
         for split in wanted:
-            ds = tfds.load(name, data_dir=data_dir, download=download, split=split,
-                           as_supervised=True, batch_size=1024)
+            ds = tfds.load(
+                name,
+                data_dir=data_dir,
+                download=download,
+                split=split,
+                as_supervised=True,
+                batch_size=1024,
+            )
             xs, ys = zip(*tfds.as_numpy(ds))
             arrays[split] = Split(_to_channels(np.concatenate(xs), channels), np.concatenate(ys))
     except (AssertionError, FileNotFoundError) as e:
@@ -141,8 +153,13 @@ def load_tfds(name: str, data_dir: str | None, *, download: bool = False,
             f"copy DIR here and pass --data_dir=DIR (or pass --download to fetch it)."
         ) from None
     label = builder.info.features["label"]
-    return ImageData(f"tfds:{name}", list(label.names), arrays["train"],
-                     arrays.get("validation"), arrays.get("test"))
+    return ImageData(
+        f"tfds:{name}",
+        list(label.names),
+        arrays["train"],
+        arrays.get("validation"),
+        arrays.get("test"),
+    )
 
 
 # ----------------------------------------------------------------------------- folders
@@ -167,10 +184,12 @@ def _decode(path: Path, channels: int, size: int | None):
         return None, f"corrupt or truncated ({e})"
 
 
-def _scan_class_folders(root: Path, channels: int, size: int | None, class_names=None,
-                        workers: int | None = None):
-    classes = class_names or sorted(p.name for p in root.iterdir() if p.is_dir()
-                                    and not p.name.startswith("."))
+def _scan_class_folders(
+    root: Path, channels: int, size: int | None, class_names=None, workers: int | None = None
+):
+    classes = class_names or sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if not classes:
         raise DataError(f"no class subfolders in {root}")
     files, labels, skipped = [], [], []
@@ -202,13 +221,20 @@ def _scan_class_folders(root: Path, channels: int, size: int | None, class_names
     if size is None:
         shapes = {a.shape for a in images}
         if len(shapes) > 1:
-            raise DataError(f"images in {root} have {len(shapes)} different sizes; pass an "
-                            "image size to resize them on loading")
+            raise DataError(
+                f"images in {root} have {len(shapes)} different sizes; pass an "
+                "image size to resize them on loading"
+            )
     return classes, Split(np.stack(images), np.asarray(kept)), skipped
 
 
-def load_folder(root: str | os.PathLike, *, channels: int = 3, size: int | None = None,
-                workers: int | None = None) -> ImageData:
+def load_folder(
+    root: str | os.PathLike,
+    *,
+    channels: int = 3,
+    size: int | None = None,
+    workers: int | None = None,
+) -> ImageData:
     """A folder of class subfolders, or of ``train``/``val``/``test`` folders of them.
 
     Every file is decoded once before training: empty, corrupt, truncated and non-image files
@@ -227,17 +253,25 @@ def load_folder(root: str | os.PathLike, *, channels: int = 3, size: int | None 
     splits, all_skipped, classes = {}, [], None
     if "train" in split_dirs:
         for split, folder in split_dirs.items():
-            classes, splits[split], skipped = _scan_class_folders(folder, channels, size, classes,
-                                                                  workers)
+            classes, splits[split], skipped = _scan_class_folders(
+                folder, channels, size, classes, workers
+            )
             all_skipped += skipped
     else:
-        classes, splits["train"], all_skipped = _scan_class_folders(root, channels, size,
-                                                                    workers=workers)
+        classes, splits["train"], all_skipped = _scan_class_folders(
+            root, channels, size, workers=workers
+        )
     if all_skipped:
         listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
         logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)
-    return ImageData(f"folder:{root}", classes, splits["train"], splits.get("val"),
-                     splits.get("test"), skipped=all_skipped)
+    return ImageData(
+        f"folder:{root}",
+        classes,
+        splits["train"],
+        splits.get("val"),
+        splits.get("test"),
+        skipped=all_skipped,
+    )
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -257,8 +291,11 @@ def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageDa
         raise DataError(f"{path}: 'x' must be uint8 images, got {arrays['x'].dtype}")
     y = arrays["y"].astype(np.int64)
     num_classes = int(y.max()) + 1
-    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [
-        str(i) for i in range(num_classes)]
+    names = (
+        [str(n) for n in arrays["class_names"]]
+        if "class_names" in arrays
+        else [str(i) for i in range(num_classes)]
+    )
 
     def split(xk, yk):
         if xk not in arrays:
@@ -267,12 +304,19 @@ def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageDa
         s.images = _to_channels(s.images, channels)
         return s
 
-    return ImageData(f"npz:{path}", names, split("x", "y"), split("x_val", "y_val"),
-                     split("x_test", "y_test"))
+    return ImageData(
+        f"npz:{path}", names, split("x", "y"), split("x_val", "y_val"), split("x_test", "y_test")
+    )
 
 
-def load_source(source: str = "mnist5k", *, data_dir: str | None = None, channels: int | None = None,
-                image_size: int | None = None, download: bool = False) -> ImageData:
+def load_source(
+    source: str = "mnist5k",
+    *,
+    data_dir: str | None = None,
+    channels: int | None = None,
+    image_size: int | None = None,
+    download: bool = False,
+) -> ImageData:
     """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``."""
     kind, _, arg = source.partition(":")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
@@ -286,8 +330,9 @@ def load_source(source: str = "mnist5k", *, data_dir: str | None = None, channel
     elif Path(source).is_dir():
         data = load_folder(source, channels=channels or 3, size=image_size)
     else:
-        raise DataError(f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH "
-                        "or npz:PATH")
+        raise DataError(
+            f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH or npz:PATH"
+        )
     for split in (data.train, data.val, data.test):
         if split is not None and (split.labels.min() < 0 or split.labels.max() >= data.num_classes):
             raise DataError(f"{source}: labels outside 0..{data.num_classes - 1}")

@@ -8,5 +8,13 @@ from tfclf.models import baselines, mobilenet, resnet, simplenet  # noqa: F401  
 from tfclf.models.registry import ModelSpec, create_model, get_spec, list_models, register_model
 from tfclf.models.summary import ModelStats, format_stats, model_stats
 
-__all__ = ["ModelSpec", "ModelStats", "create_model", "format_stats", "get_spec", "list_models",
-           "model_stats", "register_model"]
+__all__ = [
+    "ModelSpec",
+    "ModelStats",
+    "create_model",
+    "format_stats",
+    "get_spec",
+    "list_models",
+    "model_stats",
+    "register_model",
+]

@@ -40,8 +40,11 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     stats = model_stats(model)
-    print(json.dumps(stats.to_dict(), indent=2) if FLAGS.json
-          else format_stats(stats, per_layer=FLAGS.layers))
+    print(
+        json.dumps(stats.to_dict(), indent=2)
+        if FLAGS.json
+        else format_stats(stats, per_layer=FLAGS.layers)
+    )
     return 0
 
 

@@ -43,8 +43,9 @@ def _fc(x, units, *, dropout, name):
     return activation(x, name=f"{name}_act")
 
 
-def report003_cnn_builder(input_shape, num_classes, *, stages, kinds, fc=(), dropout=0.5,
-                          name="report003_cnn") -> keras.Model:
+def report003_cnn_builder(
+    input_shape, num_classes, *, stages, kinds, fc=(), dropout=0.5, name="report003_cnn"
+) -> keras.Model:
     """Conv stages, each followed by a 2x2 max pool, then Flatten and FC layers."""
     img = inputs(input_shape)
     x = img
@@ -64,23 +65,43 @@ _LARGE = ((64, 64), (128, 128), (256, 256), (512, 512), (512, 256))
 @register_model(default_size=128, min_size=32, source="report 003")
 def report003_cnn(input_shape, num_classes, **overrides):
     """Report 003's large CNN: 5 conv stages, FC 1024-512 (12,956,235 params at 128x128/11)."""
-    return report003_cnn_builder(input_shape, num_classes, **{
-        "stages": _LARGE, "kinds": ("full",) * 5, "fc": (1024, 512), "name": "report003_cnn",
-        **overrides})
+    return report003_cnn_builder(
+        input_shape,
+        num_classes,
+        **{
+            "stages": _LARGE,
+            "kinds": ("full",) * 5,
+            "fc": (1024, 512),
+            "name": "report003_cnn",
+            **overrides,
+        },
+    )
 
 
 @register_model(default_size=128, min_size=32, source="report 003")
 def report003_cnn_dw(input_shape, num_classes, **overrides):
     """Report 003's large CNN with stages 2-5 depthwise-separable."""
-    return report003_cnn_builder(input_shape, num_classes, **{
-        "stages": _LARGE, "kinds": ("full",) + ("dw",) * 4, "fc": (1024, 512),
-        "name": "report003_cnn_dw", **overrides})
+    return report003_cnn_builder(
+        input_shape,
+        num_classes,
+        **{
+            "stages": _LARGE,
+            "kinds": ("full",) + ("dw",) * 4,
+            "fc": (1024, 512),
+            "name": "report003_cnn_dw",
+            **overrides,
+        },
+    )
 
 
 def _small(kind):
     # Conv 16, pool, conv 32, pool, conv 64, conv 64, pool (report 003, question 4).
-    return dict(stages=((16,), (32,), (64, 64)), kinds=("full", kind, kind), fc=(),
-                name=f"report003_small_cnn{'' if kind == 'full' else '_' + kind}")
+    return dict(
+        stages=((16,), (32,), (64, 64)),
+        kinds=("full", kind, kind),
+        fc=(),
+        name=f"report003_small_cnn{'' if kind == 'full' else '_' + kind}",
+    )
 
 
 @register_model(default_size=128, min_size=8, source="report 003")
@@ -118,8 +139,7 @@ def lenet5(input_shape, num_classes, **overrides):
 
 
 @register_model(default_size=96, min_size=16, source="report 000 (Figure 15; our reading)")
-def report000_vgg(input_shape, num_classes, *, widths=(32, 64, 128, 256), dropout=0.5,
-                  **overrides):
+def report000_vgg(input_shape, num_classes, *, widths=(32, 64, 128, 256), dropout=0.5, **overrides):
     """Report 000's VGG-style first network: 4 stages of two 3x3 conv-BN-ReLU and a 2x2 pool,
     global average pooling, FC 256. The report shows it only as a figure; this is our reading.
     """
@@ -132,4 +152,3 @@ def report000_vgg(input_shape, num_classes, *, widths=(32, 64, 128, 256), dropou
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = _fc(x, 256, dropout=0.0, name="fc1")
     return keras.Model(img, classifier(x, num_classes, dropout=dropout), name="report000_vgg")
-

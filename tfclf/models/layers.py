@@ -30,26 +30,64 @@ def activation(x, *, kind: str = "relu", leaky_slope: float = 0.1, name: str):
 
 
 def batch_norm(x, *, momentum: float = BN_MOMENTUM, zero_gamma: bool = False, name: str):
-    return layers.BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, name=name,
-                                     gamma_initializer="zeros" if zero_gamma else "ones")(x)
+    return layers.BatchNormalization(
+        momentum=momentum,
+        epsilon=BN_EPSILON,
+        name=name,
+        gamma_initializer="zeros" if zero_gamma else "ones",
+    )(x)
 
 
-def conv(x, filters: int, kernel_size: int = 3, *, strides: int = 1, groups: int = 1,
-         use_bias: bool = False, zero_init: bool = False, name: str):
-    return layers.Conv2D(filters, kernel_size, strides=strides, padding="same", groups=groups,
-                         use_bias=use_bias, name=name,
-                         kernel_initializer="zeros" if zero_init else "he_normal")(x)
+def conv(
+    x,
+    filters: int,
+    kernel_size: int = 3,
+    *,
+    strides: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    zero_init: bool = False,
+    name: str,
+):
+    return layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        groups=groups,
+        use_bias=use_bias,
+        name=name,
+        kernel_initializer="zeros" if zero_init else "he_normal",
+    )(x)
 
 
-def conv_bn_act(x, filters: int, kernel_size: int = 3, *, strides: int = 1, groups: int = 1,
-                use_bias: bool = False, act: str | None = "relu", leaky_slope: float = 0.1,
-                bn_momentum: float = BN_MOMENTUM, zero_gamma: bool = False, name: str):
+def conv_bn_act(
+    x,
+    filters: int,
+    kernel_size: int = 3,
+    *,
+    strides: int = 1,
+    groups: int = 1,
+    use_bias: bool = False,
+    act: str | None = "relu",
+    leaky_slope: float = 0.1,
+    bn_momentum: float = BN_MOMENTUM,
+    zero_gamma: bool = False,
+    name: str,
+):
     """Conv -> BN -> activation, named ``{name}_conv``, ``{name}_bn``, ``{name}_act``.
 
     The conv carries no ``activation=`` so TF-MOT folds the batch norm in QAT.
     """
-    x = conv(x, filters, kernel_size, strides=strides, groups=groups, use_bias=use_bias,
-             name=f"{name}_conv")
+    x = conv(
+        x,
+        filters,
+        kernel_size,
+        strides=strides,
+        groups=groups,
+        use_bias=use_bias,
+        name=f"{name}_conv",
+    )
     x = batch_norm(x, momentum=bn_momentum, zero_gamma=zero_gamma, name=f"{name}_bn")
     if act:
         x = activation(x, kind=act, leaky_slope=leaky_slope, name=f"{name}_act")

@@ -13,9 +13,15 @@ from tfclf.models.layers import batch_norm, classifier, conv_bn_act, inputs
 from tfclf.models.registry import register_model
 
 
-def mobilenet_student_builder(input_shape, num_classes, *, base: int = 16,
-                              multipliers=(2, 4, 8, 16, 16, 16, 16), pools: int = 3,
-                              name: str = "mobilenet_student") -> keras.Model:
+def mobilenet_student_builder(
+    input_shape,
+    num_classes,
+    *,
+    base: int = 16,
+    multipliers=(2, 4, 8, 16, 16, 16, 16),
+    pools: int = 3,
+    name: str = "mobilenet_student",
+) -> keras.Model:
     img = inputs(input_shape)
     x = conv_bn_act(img, base, 3, use_bias=True, act="relu6", name="stem")
     x = layers.MaxPooling2D(2, name="stem_pool")(x)

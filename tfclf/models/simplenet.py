@@ -12,13 +12,38 @@ from tfclf.models.layers import classifier, conv_bn_act, inputs
 from tfclf.models.registry import register_model
 
 # (width, kernel) per conv; "M" is a 2x2 max pool followed by dropout.
-SIMPLENET_V1 = [(64, 3), (128, 3), (128, 3), (128, 3), "M", (128, 3), (128, 3), (256, 3), "M",
-                (256, 3), (256, 3), "M", (512, 3), "M", (2048, 1), (256, 1), "M", (256, 3)]
+SIMPLENET_V1 = [
+    (64, 3),
+    (128, 3),
+    (128, 3),
+    (128, 3),
+    "M",
+    (128, 3),
+    (128, 3),
+    (256, 3),
+    "M",
+    (256, 3),
+    (256, 3),
+    "M",
+    (512, 3),
+    "M",
+    (2048, 1),
+    (256, 1),
+    "M",
+    (256, 3),
+]
 
 
-def simplenet_builder(input_shape, num_classes, *, width_mult: float = 1.0,
-                      dropout: float = 0.1, head_dropout: float = 0.1,
-                      bn_momentum: float = 0.95, name: str = "simplenet") -> keras.Model:
+def simplenet_builder(
+    input_shape,
+    num_classes,
+    *,
+    width_mult: float = 1.0,
+    dropout: float = 0.1,
+    head_dropout: float = 0.1,
+    bn_momentum: float = 0.95,
+    name: str = "simplenet",
+) -> keras.Model:
     img = inputs(input_shape)
     x = img
     conv_i = pool_i = 0
@@ -31,8 +56,14 @@ def simplenet_builder(input_shape, num_classes, *, width_mult: float = 1.0,
             continue
         width, kernel = item
         conv_i += 1
-        x = conv_bn_act(x, max(8, int(width * width_mult)), kernel, use_bias=True,
-                        bn_momentum=bn_momentum, name=f"conv{conv_i}")
+        x = conv_bn_act(
+            x,
+            max(8, int(width * width_mult)),
+            kernel,
+            use_bias=True,
+            bn_momentum=bn_momentum,
+            name=f"conv{conv_i}",
+        )
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     return keras.Model(img, classifier(x, num_classes, dropout=head_dropout), name=name)
 
@@ -46,5 +77,6 @@ def simplenet(input_shape, num_classes, **overrides):
 @register_model(default_size=32, min_size=32, source="Hasanpour et al. 2016; report 004")
 def simplenet_slim(input_shape, num_classes, **overrides):
     """SimpleNet v1 at a quarter of the width (about 0.35 M parameters)."""
-    return simplenet_builder(input_shape, num_classes,
-                             **{"width_mult": 0.25, "name": "simplenet_slim", **overrides})
+    return simplenet_builder(
+        input_shape, num_classes, **{"width_mult": 0.25, "name": "simplenet_slim", **overrides}
+    )

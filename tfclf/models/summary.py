@@ -51,8 +51,15 @@ def model_stats(model: keras.Model) -> ModelStats:
     rows = []
     for layer in model.layers:
         shape = layer.output_shape
-        rows.append((layer.name, type(layer).__name__, tuple(shape) if isinstance(shape, tuple)
-                     else shape, _count(layer.weights), layer_macs(layer)))
+        rows.append(
+            (
+                layer.name,
+                type(layer).__name__,
+                tuple(shape) if isinstance(shape, tuple) else shape,
+                _count(layer.weights),
+                layer_macs(layer),
+            )
+        )
     total = _count(model.weights)
     return ModelStats(
         name=model.name,

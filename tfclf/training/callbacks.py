@@ -31,16 +31,27 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     epochs after every epoch with ``tf.train.CheckpointManager``, whose index file is only
     rewritten, atomically, after the data files are complete."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, stage_var, epoch_var, stage: int,
-                 history: dict, history_path: Path, is_chief: bool = True):
+    def __init__(
+        self,
+        manager: tf.train.CheckpointManager,
+        stage_var,
+        epoch_var,
+        stage: int,
+        history: dict,
+        history_path: Path,
+        is_chief: bool = True,
+    ):
         super().__init__()
         self.manager, self.stage_var, self.epoch_var = manager, stage_var, epoch_var
         self.stage, self.history, self.history_path = stage, history, history_path
         self.is_chief = is_chief
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"stage": self.stage, "epoch": epoch + 1, **{k: float(v) for k, v in
-                                                           (logs or {}).items()}}
+        row = {
+            "stage": self.stage,
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in (logs or {}).items()},
+        }
         self.history.setdefault("epochs", []).append(row)
         self._save(epoch + 1)
 

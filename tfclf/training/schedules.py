@@ -16,8 +16,17 @@ import tensorflow as tf
 
 from tfclf.keras import keras
 
-SCHEDULES = ("constant", "step", "multistep", "exponential", "plateau", "cosine",
-             "cosine_restarts", "linear", "cyclic")
+SCHEDULES = (
+    "constant",
+    "step",
+    "multistep",
+    "exponential",
+    "plateau",
+    "cosine",
+    "cosine_restarts",
+    "linear",
+    "cyclic",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +46,9 @@ class ScheduleConfig:
 
     def validate(self):
         if self.kind not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"unknown schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}"
+            )
         if self.lr <= 0:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
@@ -83,12 +94,18 @@ class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = self.peak_lr * (step + 1) / self.warmup_steps
-        return tf.where(step < self.warmup_steps, warm,
-                        tf.cast(self.after(tf.maximum(step - self.warmup_steps, 0)), tf.float32))
+        return tf.where(
+            step < self.warmup_steps,
+            warm,
+            tf.cast(self.after(tf.maximum(step - self.warmup_steps, 0)), tf.float32),
+        )
 
     def get_config(self):
-        return {"after": keras.optimizers.schedules.serialize(self.after),
-                "warmup_steps": self.warmup_steps, "peak_lr": self.peak_lr}
+        return {
+            "after": keras.optimizers.schedules.serialize(self.after),
+            "warmup_steps": self.warmup_steps,
+            "peak_lr": self.peak_lr,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -113,19 +130,29 @@ def make_schedule(cfg: ScheduleConfig, steps_per_epoch: int):
             ms = sorted(m for m in cfg.milestones if m < cfg.epochs)
         # PiecewiseConstantDecay keeps a value while step <= boundary: the new value must
         # apply from the first step of the milestone epoch, step m * spe.
-        sched = s.PiecewiseConstantDecay([m * spe - 1 for m in ms],
-                                         [cfg.lr * cfg.gamma**i for i in range(len(ms) + 1)]
-                                         ) if ms else Constant(cfg.lr)
+        sched = (
+            s.PiecewiseConstantDecay(
+                [m * spe - 1 for m in ms], [cfg.lr * cfg.gamma**i for i in range(len(ms) + 1)]
+            )
+            if ms
+            else Constant(cfg.lr)
+        )
     elif cfg.kind == "exponential":
         sched = s.ExponentialDecay(cfg.lr, decay_steps=spe, decay_rate=cfg.gamma, staircase=True)
     elif cfg.kind == "cosine":
         sched = s.CosineDecay(cfg.lr, decay_steps=total, alpha=cfg.min_lr / cfg.lr)
     elif cfg.kind == "cosine_restarts":
-        sched = s.CosineDecayRestarts(cfg.lr, first_decay_steps=int(cfg.restart_epochs * spe),
-                                      t_mul=cfg.t_mul, m_mul=cfg.m_mul, alpha=cfg.min_lr / cfg.lr)
+        sched = s.CosineDecayRestarts(
+            cfg.lr,
+            first_decay_steps=int(cfg.restart_epochs * spe),
+            t_mul=cfg.t_mul,
+            m_mul=cfg.m_mul,
+            alpha=cfg.min_lr / cfg.lr,
+        )
     elif cfg.kind == "linear":
-        sched = s.PolynomialDecay(cfg.lr, decay_steps=total, end_learning_rate=cfg.min_lr,
-                                  power=1.0)
+        sched = s.PolynomialDecay(
+            cfg.lr, decay_steps=total, end_learning_rate=cfg.min_lr, power=1.0
+        )
     else:  # cyclic
         sched = Triangular(cfg.min_lr, cfg.lr, int(cfg.cycle_epochs * spe))
     return WarmUp(sched, warm, cfg.lr) if warm else sched
@@ -135,5 +162,9 @@ def schedule_values(cfg: ScheduleConfig, steps_per_epoch: int) -> list[float]:
     """The learning rate at every step (for plots and tests)."""
     sched = make_schedule(cfg, steps_per_epoch)
     steps = tf.range(cfg.epochs * steps_per_epoch)
-    return [float(v) for v in tf.map_fn(lambda t: tf.cast(sched(t), tf.float32), steps,
-                                        fn_output_signature=tf.float32)]
+    return [
+        float(v)
+        for v in tf.map_fn(
+            lambda t: tf.cast(sched(t), tf.float32), steps, fn_output_signature=tf.float32
+        )
+    ]

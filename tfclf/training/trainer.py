@@ -157,13 +157,20 @@ def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
     if not latest:
         return None
     reader = tf.train.load_checkpoint(latest)
-    return (int(reader.get_tensor("stage/.ATTRIBUTES/VARIABLE_VALUE")),
-            int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")))
+    return (
+        int(reader.get_tensor("stage/.ATTRIBUTES/VARIABLE_VALUE")),
+        int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")),
+    )
 
 
 def prepare_data(cfg: TrainConfig) -> tuple[ImageData, Normalizer]:
-    data = load_source(cfg.source, data_dir=cfg.data_dir, channels=cfg.channels,
-                       image_size=cfg.load_size, download=cfg.download)
+    data = load_source(
+        cfg.source,
+        data_dir=cfg.data_dir,
+        channels=cfg.channels,
+        image_size=cfg.load_size,
+        download=cfg.download,
+    )
     if data.val is None:
         data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=cfg.seed)
     c = data.image_shape[-1]
@@ -190,11 +197,15 @@ class Trainer:
         keras.mixed_precision.set_global_policy(self.precision)
         self.strategy = make_strategy(cfg.strategy)
         resolver = getattr(self.strategy, "cluster_resolver", None)
-        self.is_chief = resolver is None or resolver.task_type in (None, "chief") or (
-            resolver.task_type == "worker" and resolver.task_id == 0)
+        self.is_chief = (
+            resolver is None
+            or resolver.task_type in (None, "chief")
+            or (resolver.task_type == "worker" and resolver.task_id == 0)
+        )
         # Non-chief workers of a multi-worker run write to their own scratch directory.
-        self.out_dir = self.run_dir if self.is_chief else self.run_dir / ".workers" / str(
-            resolver.task_id)
+        self.out_dir = (
+            self.run_dir if self.is_chief else self.run_dir / ".workers" / str(resolver.task_id)
+        )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
         if self.is_chief:
@@ -204,8 +215,12 @@ class Trainer:
 
     def _create(self, stage: Stage) -> keras.Model:
         size = stage.size or self.data.image_shape[0]
-        return create_model(self.cfg.model, (size, size, self.data.image_shape[-1]),
-                            self.data.num_classes, **self.cfg.model_args)
+        return create_model(
+            self.cfg.model,
+            (size, size, self.data.image_shape[-1]),
+            self.data.num_classes,
+            **self.cfg.model_args,
+        )
 
     def _build(self, stage: Stage) -> keras.Model:
         with self.strategy.scope():
@@ -216,16 +231,22 @@ class Trainer:
         with self.strategy.scope():
             set_trainable(model, stage.train)
             add_l2(model, cfg.l2)
-            lr = (stage.schedule.lr if stage.schedule.kind == "plateau"
-                  else make_schedule(stage.schedule, steps_per_epoch))
+            lr = (
+                stage.schedule.lr
+                if stage.schedule.kind == "plateau"
+                else make_schedule(stage.schedule, steps_per_epoch)
+            )
             metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
             if self.data.num_classes > 10:
                 metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
             model.compile(
                 optimizer=make_optimizer(cfg, lr),
-                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                          label_smoothing=cfg.label_smoothing),
-                metrics=metrics, jit_compile=cfg.xla)
+                loss=keras.losses.CategoricalCrossentropy(
+                    from_logits=True, label_smoothing=cfg.label_smoothing
+                ),
+                metrics=metrics,
+                jit_compile=cfg.xla,
+            )
             model.optimizer.build(model.trainable_variables)
 
     # -------------------------------------------------------------- run
@@ -239,8 +260,11 @@ class Trainer:
         if resume and hist_path.exists():
             self.history = json.loads(hist_path.read_text())
             # keep only rows up to the checkpoint (history is written after it)
-            self.history["epochs"] = [r for r in self.history["epochs"]
-                                      if (r["stage"], r["epoch"]) <= (start_stage, start_epoch)]
+            self.history["epochs"] = [
+                r
+                for r in self.history["epochs"]
+                if (r["stage"], r["epoch"]) <= (start_stage, start_epoch)
+            ]
         if resume:
             logging.info("resuming at stage %d after epoch %d", start_stage + 1, start_epoch)
         deadline = time.time() + cfg.time_budget if cfg.time_budget else None
@@ -254,31 +278,45 @@ class Trainer:
                 continue
             previous = model
             model = self._build(stage)
-            stream = train_dataset(self.data.train, self.data.num_classes, self.norm,
-                                   batch_size=cfg.batch_size, image_size=stage.size,
-                                   augment=cfg.augment if stage.augment is None else stage.augment,
-                                   balance=cfg.balance, seed=cfg.seed + 1000 * s,
-                                   start_epoch=first_epoch)
+            stream = train_dataset(
+                self.data.train,
+                self.data.num_classes,
+                self.norm,
+                batch_size=cfg.batch_size,
+                image_size=stage.size,
+                augment=cfg.augment if stage.augment is None else stage.augment,
+                balance=cfg.balance,
+                seed=cfg.seed + 1000 * s,
+                start_epoch=first_epoch,
+            )
             self._compile(model, stage, stream.steps_per_epoch)
             stage_var = tf.Variable(s, dtype=tf.int64, trainable=False)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-            ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, stage=stage_var,
-                                       epoch=epoch_var)
+            ckpt = tf.train.Checkpoint(
+                model=model, optimizer=model.optimizer, stage=stage_var, epoch=epoch_var
+            )
             manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
             if resume and s == start_stage and first_epoch > 0:  # mid-stage: everything
                 ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             elif previous is not None:  # next stage in this process
                 transfer_weights(previous, model)
             elif resume:  # a stage boundary after a restart: weights, fresh optimizer
-                tf.train.Checkpoint(model=model).restore(
-                    manager.latest_checkpoint).expect_partial()
-            val_ds = eval_dataset(self.data.val, self.data.num_classes, self.norm,
-                                  batch_size=cfg.eval_batch_size, image_size=stage.size)
+                tf.train.Checkpoint(model=model).restore(manager.latest_checkpoint).expect_partial()
+            val_ds = eval_dataset(
+                self.data.val,
+                self.data.num_classes,
+                self.norm,
+                batch_size=cfg.eval_batch_size,
+                image_size=stage.size,
+            )
             best_path = self.out_dir / f"best_stage{s}.weights.h5"
-            best_so_far = max([r.get("val_accuracy", -1) for r in self.history["epochs"]
-                               if r["stage"] == s] or [-np.inf])
-            checkpoint = cb.ResumableCheckpoint(manager, stage_var, epoch_var, s, self.history,
-                                                hist_path, is_chief=self.is_chief)
+            best_so_far = max(
+                [r.get("val_accuracy", -1) for r in self.history["epochs"] if r["stage"] == s]
+                or [-np.inf]
+            )
+            checkpoint = cb.ResumableCheckpoint(
+                manager, stage_var, epoch_var, s, self.history, hist_path, is_chief=self.is_chief
+            )
             callbacks = [
                 cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
                 cb.BestWeights(best_path, best=best_so_far),
@@ -286,41 +324,73 @@ class Trainer:
                 checkpoint,
             ]
             if stage.schedule.kind == "plateau":
-                callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
-                    "val_loss", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-                    min_lr=stage.schedule.min_lr))
+                callbacks.insert(
+                    0,
+                    keras.callbacks.ReduceLROnPlateau(
+                        "val_loss",
+                        factor=cfg.plateau_factor,
+                        patience=cfg.plateau_patience,
+                        min_lr=stage.schedule.min_lr,
+                    ),
+                )
             early = None
             if cfg.early_stopping:
                 early = keras.callbacks.EarlyStopping(
-                    "val_accuracy", patience=cfg.early_stopping, mode="max")
+                    "val_accuracy", patience=cfg.early_stopping, mode="max"
+                )
                 callbacks.insert(0, early)
             budget = cb.TimeBudget(deadline) if deadline else None
             if budget:
                 callbacks.append(budget)
-            logging.info("stage %d/%d: %s at %s px, epochs %d..%d, train=%s", s + 1,
-                         len(cfg.stages), cfg.model, stage.size or "native", first_epoch + 1,
-                         stage.epochs, stage.train)
+            logging.info(
+                "stage %d/%d: %s at %s px, epochs %d..%d, train=%s",
+                s + 1,
+                len(cfg.stages),
+                cfg.model,
+                stage.size or "native",
+                first_epoch + 1,
+                stage.epochs,
+                stage.train,
+            )
             if s == start_stage and first_epoch == 0 and self.is_chief:
                 self._log_inputs(stream, tb_dir)
-            model.fit(stream.dataset, epochs=stage.epochs, initial_epoch=first_epoch,
-                      steps_per_epoch=stream.steps_per_epoch, validation_data=val_ds,
-                      validation_freq=[e for e in range(first_epoch + 1, stage.epochs + 1)
-                                       if e % cfg.val_every == 0 or e == stage.epochs],
-                      callbacks=callbacks, verbose=cfg.verbose)
+            model.fit(
+                stream.dataset,
+                epochs=stage.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=stream.steps_per_epoch,
+                validation_data=val_ds,
+                validation_freq=[
+                    e
+                    for e in range(first_epoch + 1, stage.epochs + 1)
+                    if e % cfg.val_every == 0 or e == stage.epochs
+                ],
+                callbacks=callbacks,
+                verbose=cfg.verbose,
+            )
             if early is not None and early.stopped_epoch > 0:
-                logging.info("early stopping ended stage %d after epoch %d (no val_accuracy "
-                             "gain in %d epochs)", s + 1, early.stopped_epoch + 1,
-                             cfg.early_stopping)
+                logging.info(
+                    "early stopping ended stage %d after epoch %d (no val_accuracy "
+                    "gain in %d epochs)",
+                    s + 1,
+                    early.stopped_epoch + 1,
+                    cfg.early_stopping,
+                )
                 checkpoint.finish_stage_early(stage.epochs)
             if budget and budget.expired:
                 stopped_by_budget = True
-                logging.warning("time budget of %.0f s used up: stopping after stage %d epoch "
-                                "%d", cfg.time_budget, s + 1, int(epoch_var.numpy()))
+                logging.warning(
+                    "time budget of %.0f s used up: stopping after stage %d epoch %d",
+                    cfg.time_budget,
+                    s + 1,
+                    int(epoch_var.numpy()),
+                )
                 break
         if model is None:  # everything was already done: rebuild the final model
             model = self._build(cfg.stages[-1])
             tf.train.Checkpoint(model=model).restore(
-                tf.train.latest_checkpoint(str(ckpt_dir))).expect_partial()
+                tf.train.latest_checkpoint(str(ckpt_dir))
+            ).expect_partial()
         return self._finish(model, stopped_by_budget)
 
     def _log_inputs(self, stream, tb_dir):
@@ -331,10 +401,14 @@ class Trainer:
         try:
             from tensorboard.plugins.hparams import api as hp
 
-            hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                       for k, v in dataclasses.asdict(self.cfg).items() if k != "stages"}
-            hparams["stages"] = str([(st.size, st.epochs, st.schedule.kind, st.schedule.lr)
-                                     for st in self.cfg.stages])
+            hparams = {
+                k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                for k, v in dataclasses.asdict(self.cfg).items()
+                if k != "stages"
+            }
+            hparams["stages"] = str(
+                [(st.size, st.epochs, st.schedule.kind, st.schedule.lr) for st in self.cfg.stages]
+            )
             with tf.summary.create_file_writer(str(tb_dir / "hparams")).as_default():
                 hp.hparams({k: v for k, v in hparams.items() if v is not None})
         except ImportError:
@@ -349,39 +423,60 @@ class Trainer:
         final_stage = max([r["stage"] for r in self.history["epochs"]] or [last])
         best_path = self.out_dir / f"best_stage{final_stage}.weights.h5"
         size = cfg.stages[final_stage].size
-        result = {"stopped_by_time_budget": stopped_by_budget,
-                  "stopped_early": [s + 1 for s in self.history.get("stopped_early", [])],
-                  "final_stage": final_stage + 1, "precision": self.precision,
-                  "replicas": self.strategy.num_replicas_in_sync,
-                  "replicas_identical": identical}
+        result = {
+            "stopped_by_time_budget": stopped_by_budget,
+            "stopped_early": [s + 1 for s in self.history.get("stopped_early", [])],
+            "final_stage": final_stage + 1,
+            "precision": self.precision,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "replicas_identical": identical,
+        }
         if not self.is_chief:
             return result
         keras.mixed_precision.set_global_policy("float32")
         start = time.perf_counter()
         export_dir, f32 = self._export_float32(model, cfg.stages[final_stage], best_path)
-        logging.info("best model exported to %s in %.1f s; writing the report", export_dir,
-                     time.perf_counter() - start)
+        logging.info(
+            "best model exported to %s in %.1f s; writing the report",
+            export_dir,
+            time.perf_counter() - start,
+        )
         files = {"keras": export_dir / "model.keras", "weights": best_path}
-        report = write_report(self.run_dir / "report", f32, self.data.val,
-                              self.data.class_names, self.norm, image_size=size,
-                              batch_size=cfg.eval_batch_size, history=self.history["epochs"],
-                              files=files)
-        with tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "report")
-                                           ).as_default():
+        report = write_report(
+            self.run_dir / "report",
+            f32,
+            self.data.val,
+            self.data.class_names,
+            self.norm,
+            image_size=size,
+            batch_size=cfg.eval_batch_size,
+            history=self.history["epochs"],
+            files=files,
+        )
+        with tf.summary.create_file_writer(
+            str(self.run_dir / "tensorboard" / "report")
+        ).as_default():
             png = tf.io.read_file(str(self.run_dir / "report" / "confusion_matrix.png"))
-            tf.summary.image("confusion_matrix", tf.image.decode_png(png, 4)[None],
-                             step=len(self.history["epochs"]))
+            tf.summary.image(
+                "confusion_matrix",
+                tf.image.decode_png(png, 4)[None],
+                step=len(self.history["epochs"]),
+            )
         result.update({k: report[k] for k in ("top1", "loss", "macro_f1", "top5") if k in report})
-        result.update({"epochs_run": len(self.history["epochs"]),
-                       "train_seconds": sum(r.get("epoch_seconds", 0)
-                                            for r in self.history["epochs"]),
-                       "trainable_params": report["model"]["trainable_params"],
-                       "macs": report["model"]["macs"]})
+        result.update(
+            {
+                "epochs_run": len(self.history["epochs"]),
+                "train_seconds": sum(r.get("epoch_seconds", 0) for r in self.history["epochs"]),
+                "trainable_params": report["model"]["trainable_params"],
+                "macs": report["model"]["macs"],
+            }
+        )
         cb.atomic_write_json(result, self.run_dir / "metrics.json")
         return result
 
-    def _export_float32(self, model: keras.Model, stage: Stage,
-                        best_path: Path) -> tuple[Path, keras.Model]:
+    def _export_float32(
+        self, model: keras.Model, stage: Stage, best_path: Path
+    ) -> tuple[Path, keras.Model]:
         """The stage's best weights (else the last) as a float32 model built outside any
         strategy, saved as ``.keras`` and SavedModel, written then renamed into place."""
         f32 = self._create(stage)  # outside the strategy, under the float32 policy
@@ -426,10 +521,11 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> None:
     try:
         target.set_weights(source.get_weights())
     except ValueError as e:
-        raise ValueError(f"cannot move {source.name} from {source.input_shape[1:3]} to "
-                         f"{target.input_shape[1:3]}: its classifier depends on the input size "
-                         f"(Flatten). FixRes stages need a model with global pooling. ({e})"
-                         ) from None
+        raise ValueError(
+            f"cannot move {source.name} from {source.input_shape[1:3]} to "
+            f"{target.input_shape[1:3]}: its classifier depends on the input size "
+            f"(Flatten). FixRes stages need a model with global pooling. ({e})"
+        ) from None
 
 
 def train(cfg: TrainConfig) -> dict:

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from tfclf import train as train_cli
+from tfclf import cli
+
+cli.define_train_flags()
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.flags"))
 
@@ -17,7 +19,7 @@ def test_config_is_valid_and_documented(path):
     fl = flags.FLAGS
     try:
         fl(["prog", f"--flagfile={path}"])
-        cfg, errors = train_cli.config_from_flags(fl)
+        cfg, errors = cli.config_from_flags(fl)
     finally:
         fl.unparse_flags()
     assert errors == []
@@ -28,7 +30,8 @@ def test_no_flags_is_the_quickstart():
     fl = flags.FLAGS
     try:
         fl(["prog"])
-        default, _ = train_cli.config_from_flags(fl)
+        default, errors = cli.config_from_flags(fl)
+        assert errors == []
         fl.unparse_flags()
         fl(
             [
@@ -36,7 +39,8 @@ def test_no_flags_is_the_quickstart():
                 "--flagfile=" + str(CONFIGS[[p.name for p in CONFIGS].index("quickstart.flags")]),
             ]
         )
-        quick, _ = train_cli.config_from_flags(fl)
+        quick, errors = cli.config_from_flags(fl)
+        assert errors == []
     finally:
         fl.unparse_flags()
     assert default == quick
@@ -56,7 +60,7 @@ def test_val_every_auto_validates_each_epoch_only_when_needed(args, expected):
     fl = flags.FLAGS
     try:
         fl(["prog", *args])
-        cfg, errors = train_cli.config_from_flags(fl)
+        cfg, errors = cli.config_from_flags(fl)
     finally:
         fl.unparse_flags()
-    assert errors == [] and cfg.val_every == expected
+    assert errors == [] and cfg.resolved_val_every == expected

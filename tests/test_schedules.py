@@ -10,6 +10,7 @@ SPE = 10  # steps per epoch
 
 
 def values(**kw):
+    kw.setdefault("warmup_epochs", 0.0)  # the library default warms up for 1 epoch
     return schedule_values(ScheduleConfig(**kw), SPE)
 
 

@@ -131,6 +131,7 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     # classifier and the last batch norm train: compare its two epoch checkpoints.
     import tensorflow as tf
 
+    from tfclf.export import trained_part
     from tfclf.keras import keras
 
     final = keras.models.load_model(run / "best_model" / "model.keras", compile=False)
@@ -144,10 +145,10 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     ckpts = tf.train.get_checkpoint_state(str(run / "checkpoints")).all_model_checkpoint_paths
     a, b = (tf.train.load_checkpoint(c) for c in ckpts[-2:])
     assert [a.get_tensor(f"{v}/.ATTRIBUTES/VARIABLE_VALUE") for v in ("stage", "epoch")] == [1, 1]
-    n_weighted = sum(1 for layer in final.layers if layer.weights)
+    n_weighted = sum(1 for layer in trained_part(final).layers if layer.weights)
     stem = "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
     logits = f"model/layer_with_weights-{n_weighted - 1}/kernel/.ATTRIBUTES/VARIABLE_VALUE"
-    assert a.get_tensor(stem).shape == final.get_layer("stem_conv").kernel.shape
+    assert a.get_tensor(stem).shape == trained_part(final).get_layer("stem_conv").kernel.shape
     np.testing.assert_array_equal(a.get_tensor(stem), b.get_tensor(stem))
     assert not np.array_equal(a.get_tensor(logits), b.get_tensor(logits))
 

@@ -1,59 +1,52 @@
 """Rebuild the evaluation report of a saved run: ``python -m tfclf.evaluate --run_dir=...``.
 
-Reads the run's resolved flags (``RUN_DIR/flags.txt``), normaliser and best model;
+Reads the run's resolved flags (``RUN_DIR/flags.txt``) for its data and scores its
+deployable model (``best_model/model.keras``, which takes raw pixels) on
 ``--split=val|test|train``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from tfclf import train as train_cli  # the training flags (--run_dir, ...), set from flags.txt
+from tfclf import cli
 
+cli.define_train_flags()  # --run_dir and the data flags, set from the run's flags.txt
 flags.DEFINE_enum("split", "val", ["val", "test", "train"], "Split to evaluate.")
 flags.DEFINE_string("out", None, "Report directory (default: RUN_DIR/report or report_SPLIT).")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    train_cli.quiet_library_info()
+    cli.quiet_library_info()
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
-    for p in (run / "flags.txt", run / "normalizer.json", model_path):
-        if not p.exists():
-            print(f"error: {p} not found: is {run} a finished tfclf run?", file=sys.stderr)
-            return 2
-    from tfclf.data import DataError, Normalizer
+    split_name, out = FLAGS.split, FLAGS.out
+    if not model_path.exists():
+        raise cli.UsageError(f"{model_path} not found: is {run} a finished tfclf run?")
+    cfg = cli.load_run_flags(run)
+    from tfclf.data import Normalizer, prepare_data
+    from tfclf.export import trained_part
     from tfclf.keras import keras
     from tfclf.report import write_report
-    from tfclf.training.trainer import prepare_data
 
-    FLAGS([sys.argv[0], f"--flagfile={run / 'flags.txt'}"], known_only=True)
-    cfg, errors = train_cli.config_from_flags(FLAGS)
-    if errors:
-        print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
-        return 2
-    try:
-        data, _ = prepare_data(cfg)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    split = getattr(data, FLAGS.split)
+    data, _ = prepare_data(cfg)
+    split = getattr(data, split_name)
     if split is None:
-        print(f"error: {cfg.source} has no {FLAGS.split} split", file=sys.stderr)
-        return 2
-    norm = Normalizer.from_json((run / "normalizer.json").read_text())
+        raise cli.UsageError(f"{cfg.source} has no {split_name} split")
     model = keras.models.load_model(model_path, compile=False)
-    history = (
-        json.loads((run / "history.json").read_text())["epochs"]
-        if (run / "history.json").exists()
-        else None
+    # Runs older than the raw-pixel export hold a model that takes normalised images.
+    norm = (
+        None
+        if trained_part(model) is not model
+        else Normalizer.from_json((run / "normalizer.json").read_text())
     )
-    out = FLAGS.out or run / ("report" if FLAGS.split == "val" else f"report_{FLAGS.split}")
+    history_path = run / "history.json"
+    history = json.loads(history_path.read_text())["epochs"] if history_path.exists() else None
+    out = out or run / ("report" if split_name == "val" else f"report_{split_name}")
     report = write_report(
         out,
         model,
@@ -62,12 +55,12 @@ def main(argv):
         norm,
         image_size=model.input_shape[1],
         history=history,
-        split_name=FLAGS.split,
+        split_name=split_name,
         files={"keras": model_path},
     )
-    print(f"{FLAGS.split}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out}")
+    print(f"{split_name}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

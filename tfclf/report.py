@@ -16,16 +16,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfclf.data import Normalizer, Split, eval_dataset  # noqa: E402
+from tfclf.io import atomic_write_json  # noqa: E402
 from tfclf.models import model_stats  # noqa: E402
 from tfclf.plots import image_grid, save_figure  # noqa: E402
-from tfclf.training.callbacks import atomic_write_json  # noqa: E402
 
 
 def predict_logits(
     model,
     split: Split,
     num_classes: int,
-    normalizer: Normalizer,
+    normalizer: Normalizer | None,
     *,
     batch_size: int,
     image_size: int | None,
@@ -167,7 +167,7 @@ def write_report(
     model,
     split: Split,
     class_names,
-    normalizer: Normalizer,
+    normalizer: Normalizer | None,
     *,
     image_size: int | None,
     batch_size: int = 256,

@@ -11,7 +11,9 @@ import sys
 
 from absl import app, flags
 
-from tfclf import train as train_cli  # the training flags
+from tfclf import cli
+
+cli.define_train_flags()
 
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: from the data).")
 flags.DEFINE_string("out", "lr_schedule.png", "Output PNG.")
@@ -19,13 +21,13 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-    cfg, errors = train_cli.config_from_flags(FLAGS)
+    cfg, errors = cli.config_from_flags(FLAGS)
     if errors:
         print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
         return 2
     spe = FLAGS.steps_per_epoch
     if spe is None:
-        from tfclf.training.trainer import prepare_data
+        from tfclf.data import prepare_data
 
         data, _ = prepare_data(cfg)
         spe = len(data.train) // cfg.batch_size

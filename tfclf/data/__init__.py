@@ -8,6 +8,7 @@ from tfclf.data.pipeline import (
     TrainStream,
     class_weights,
     eval_dataset,
+    prepare_data,
     stratified_split,
     train_dataset,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "list_augmentations",
     "load_source",
     "parse_augment",
+    "prepare_data",
     "stratified_split",
     "train_dataset",
 ]

@@ -21,10 +21,9 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tfclf.config import BALANCE
 from tfclf.data.augment import apply_augment, parse_augment
-from tfclf.data.sources import DataError, Split
-
-BALANCE = ("none", "oversample", "class_weight")
+from tfclf.data.sources import DataError, ImageData, Split, load_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +63,18 @@ class Normalizer:
 
     def __call__(self, images01: tf.Tensor) -> tf.Tensor:
         return (images01 - tf.constant(self.mean)) / tf.constant(self.std)
+
+    def as_layer(self, name: str = "normalize"):
+        """The same normalisation for raw pixels (0-255) as a stock Keras ``Normalization``
+        layer: ``(p / 255 - mean) / std == (p - 255 mean) / sqrt((255 std)^2)``. Export puts
+        it at the front of every deployed graph, so deployed files take raw pixels."""
+        from tfclf.keras import layers
+
+        return layers.Normalization(
+            mean=[255.0 * m for m in self.mean],
+            variance=[(255.0 * s) ** 2 for s in self.std],
+            name=name,
+        )
 
     def invert(self, x):
         return x * np.asarray(self.std) + np.asarray(self.mean)
@@ -204,18 +215,21 @@ def train_dataset(
 def eval_dataset(
     split: Split,
     num_classes: int,
-    normalizer: Normalizer,
+    normalizer: Normalizer | None,
     *,
     batch_size: int,
     image_size: int | None = None,
 ) -> tf.data.Dataset:
-    """(images, one-hot labels) in order, no augmentation, last batch kept."""
+    """(images, one-hot labels) in order, no augmentation, last batch kept. With no
+    normalizer the images are raw pixels (float32, 0-255): what deployed models take."""
     images = resize_images(split.images, image_size)
     ds = tf.data.Dataset.from_tensor_slices((images, split.labels)).batch(batch_size)
-    ds = ds.map(
-        lambda x, y: (normalizer(tf.cast(x, tf.float32) / 255.0), tf.one_hot(y, num_classes)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32)
+        return (x if normalizer is None else normalizer(x / 255.0)), tf.one_hot(y, num_classes)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return _without_autotune_thread(ds)
 
 
@@ -226,3 +240,29 @@ def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)
+
+
+def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
+    """The run's data (``cfg``: a ``tfclf.config.TrainConfig``) with its validation split
+    and normaliser."""
+    data = load_source(
+        cfg.source,
+        data_dir=cfg.data_dir,
+        channels=cfg.channels,
+        image_size=cfg.load_size,
+        download=cfg.download,
+    )
+    if data.val is None:
+        data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=cfg.seed)
+    c = data.image_shape[-1]
+    if cfg.mean is not None or cfg.std is not None:
+        mean, std = cfg.mean or (0.0,), cfg.std or (1.0,)
+        if {len(mean), len(std)} - {1, c}:
+            raise DataError(
+                f"--mean/--std: the images have {c} channel(s), so give 1 or {c} "
+                f"values each; got mean={list(mean)}, std={list(std)}"
+            )
+        norm = Normalizer.from_values(mean, std, c)
+    else:
+        norm = Normalizer.from_images(data.train.images)
+    return data, norm

@@ -47,9 +47,18 @@ class ModelStats:
         return d
 
 
+def _flat_layers(model: keras.Model):
+    """Layers in order, nested models (a deployed model holds the trained one) opened up."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
 def model_stats(model: keras.Model) -> ModelStats:
     rows = []
-    for layer in model.layers:
+    for layer in _flat_layers(model):
         shape = layer.output_shape
         rows.append(
             (

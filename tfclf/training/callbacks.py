@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from tfclf.io import atomic_save_weights, atomic_write_json
 from tfclf.keras import keras
-
-
-def atomic_save_weights(model: keras.Model, path: Path) -> None:
-    """Writes weights next to ``path`` and renames: a kill never leaves a broken file."""
-    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -70,21 +56,28 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights with the best validation accuracy of the stage (atomic writes).
+    """Keeps the weights with the best validation accuracy of the stage (atomic writes) of
+    ``saved``: the trained model or, for a phase that wraps it, the part it keeps.
 
     In a multi-worker run every worker saves (reading batch-norm statistics is a collective
     op all workers must join); non-chief workers write into their own scratch directory.
     """
 
-    def __init__(self, path: Path, monitor: str = "val_accuracy", best: float = -np.inf):
+    def __init__(
+        self,
+        path: Path,
+        saved: keras.Model | None = None,
+        monitor: str = "val_accuracy",
+        best: float = -np.inf,
+    ):
         super().__init__()
-        self.path, self.monitor, self.best = path, monitor, best
+        self.path, self.saved, self.monitor, self.best = path, saved, monitor, best
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)
-            atomic_save_weights(self.model, self.path)
+            atomic_save_weights(self.saved or self.model, self.path)
 
 
 class EpochStats(keras.callbacks.Callback):

@@ -10,50 +10,12 @@ Li et al. 2020); cyclic (triangular, Smith 2017); plateau (a constant schedule d
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
+from tfclf.config import SCHEDULES, ScheduleConfig
 from tfclf.keras import keras
 
-SCHEDULES = (
-    "constant",
-    "step",
-    "multistep",
-    "exponential",
-    "plateau",
-    "cosine",
-    "cosine_restarts",
-    "linear",
-    "cyclic",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class ScheduleConfig:
-    kind: str = "cosine"
-    lr: float = 0.1
-    epochs: int = 30
-    warmup_epochs: float = 0.0
-    gamma: float = 0.1  # step, multistep, exponential
-    step_epochs: int = 30  # step
-    milestones: tuple[int, ...] = (60, 90)  # multistep
-    min_lr: float = 0.0  # cosine, cosine_restarts, linear, cyclic (lower bound)
-    restart_epochs: float = 20  # cosine_restarts: first cycle
-    t_mul: float = 2.0
-    m_mul: float = 1.0
-    cycle_epochs: float = 8  # cyclic: a full up-and-down cycle
-
-    def validate(self):
-        if self.kind not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}"
-            )
-        if self.lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
-        if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
-            raise ValueError(f"warm-up epochs must be in [0, epochs), got {self.warmup_epochs}")
-        return self
+__all__ = ["SCHEDULES", "ScheduleConfig", "make_schedule", "schedule_values"]
 
 
 @keras.utils.register_keras_serializable("tfclf")

@@ -1,19 +1,21 @@
-"""The training loop: data, model, optimiser, FixRes stages, resume, TensorBoard, report.
+"""The training loop: data, model, optimiser, FixRes stages, resume, TensorBoard.
 
 FixRes (Touvron et al. 2019; report 000): ordered stages, each with its own resolution,
 epochs, LR schedule and trainable layers, in one run. A run directory holds everything;
 rerunning the same command after a kill resumes after the last finished epoch with the
 optimiser (and so the LR schedule's step) restored.
+
+What is trained is decided by a ``Phase`` (``tfclf.training.phases``): plain training, or
+distillation, pruning, clustering, QAT plugged in without touching this loop. The loop
+neither exports nor reports: ``train`` returns the final float32 model and the CLI hands it
+to ``tfclf.export`` and ``tfclf.report``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
-import os
-import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -21,101 +23,27 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfclf.data import (
-    ImageData,
-    Normalizer,
-    eval_dataset,
-    load_source,
-    stratified_split,
-    train_dataset,
-)
+from tfclf.config import TRAINABLE, Stage, TrainConfig
+from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_dataset
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
+from tfclf.system import describe_kernels, make_strategy, resolve_precision
 from tfclf.training import callbacks as cb
-from tfclf.training.schedules import ScheduleConfig, make_schedule
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-TRAINABLE = ("all", "classifier_bn")
+from tfclf.training.phases import Phase, PhaseContext
+from tfclf.training.schedules import make_schedule
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One FixRes stage: resolution, epochs, schedule, which layers train."""
+@dataclasses.dataclass
+class TrainResult:
+    """The final model (float32, best weights, built outside any strategy, phase finished)
+    and what the report and export need beside it. ``model`` is None on non-chief workers."""
 
-    size: int | None
-    epochs: int
-    schedule: ScheduleConfig
-    train: str = "all"  # all | classifier_bn (FixRes fine-tuning: classifier + last BN)
-    augment: str | None = None  # None: the run's augmentation
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    run_dir: str
-    model: str = "se_resnet20"
-    model_args: dict = dataclasses.field(default_factory=dict)
-    source: str = "mnist5k"
-    data_dir: str | None = None
-    download: bool = False
-    channels: int | None = None
-    load_size: int | None = None
-    val_fraction: float = 0.2
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    augment: str = ""
-    balance: str = "none"
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    l2: float = 0.0
-    label_smoothing: float = 0.0
-    stages: tuple[Stage, ...] = ()
-    early_stopping: int = 0
-    plateau_patience: int = 5
-    plateau_factor: float = 0.1
-    time_budget: float = 0.0
-    precision: str = "float32"
-    xla: bool = False
-    strategy: str = "default"
-    seed: int = 0
-    deterministic: bool = False
-    verbose: int = 2
-    eval_batch_size: int = 256
-    val_every: int = 1
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            words = set(f.read().split())
-    except OSError:
-        return False
-    return bool(words & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto``: mixed_float16 on a GPU; mixed_bfloat16 on a CPU with native bf16
-    (AVX512-BF16/AMX), float32 otherwise: on this AVX2-only CPU bf16 trains 5-8x slower
-    (BUILD_NOTES.md)."""
-    if precision != "auto":
-        return precision
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_native_bf16() else "float32"
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    model: keras.Model | None
+    metrics: dict
+    history: list[dict]
+    data: ImageData
+    normalizer: Normalizer
+    image_size: int
 
 
 def make_optimizer(cfg: TrainConfig, lr):
@@ -128,15 +56,21 @@ def make_optimizer(cfg: TrainConfig, lr):
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def add_l2(model: keras.Model, l2: float) -> None:
-    """L2 penalty ``l2 * sum(w^2)`` on every conv/dense kernel (not BN, not biases)."""
+REGULARIZED = {"kernel_regularizer": "kernel", "depthwise_regularizer": "depthwise_kernel"}
+
+
+def with_l2(model: keras.Model, l2: float) -> keras.Model:
+    """``model`` rebuilt with an L2 kernel regulariser (``l2 * sum(w^2)``) on every conv and
+    dense kernel (not batch norm, not biases). Regularisers are part of each layer's config,
+    so they are saved with the model and survive TF-MOT's cloning and wrapping (tested)."""
     if not l2:
-        return
-    for layer in model.layers:
-        for attr in ("kernel", "depthwise_kernel"):
-            w = getattr(layer, attr, None)
-            if w is not None:
-                model.add_loss(lambda w=w: l2 * tf.reduce_sum(tf.square(tf.cast(w, tf.float32))))
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        for key in REGULARIZED:
+            if key in layer["config"]:
+                layer["config"][key] = keras.regularizers.serialize(keras.regularizers.L2(l2))
+    return model.__class__.from_config(config)
 
 
 def set_trainable(model: keras.Model, which: str) -> None:
@@ -151,6 +85,49 @@ def set_trainable(model: keras.Model, which: str) -> None:
         layer.trainable = layer.name in keep
 
 
+def transfer_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copies every weighted layer of ``target`` from the layer of the same name in
+    ``source`` (two builds of one model, e.g. at two FixRes resolutions). The first layer
+    that is missing or whose weights differ in shape is named in the error."""
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        src = by_name.get(layer.name)
+        if src is None:
+            raise ValueError(
+                f"cannot move weights from {source.name} to {target.name}: "
+                f"{target.name} has layer {layer.name!r}, {source.name} has not"
+            )
+        mine, theirs = layer.get_weights(), src.get_weights()
+        shapes = [w.shape for w in mine], [w.shape for w in theirs]
+        if shapes[0] != shapes[1]:
+            hint = (
+                " (its input depends on the resolution: FixRes stages need a model with "
+                "global pooling)"
+                if isinstance(layer, layers.Dense)
+                else ""
+            )
+            raise ValueError(
+                f"cannot move weights from {source.name} to {target.name}: layer "
+                f"{layer.name!r} has shapes {shapes[1]} there and {shapes[0]} "
+                f"here{hint}"
+            )
+        layer.set_weights(theirs)
+
+
+def restore_model(model: keras.Model, path: str) -> None:
+    """Restores the model's weights from a training checkpoint, strictly: every model
+    variable must be in it (a mismatch is an error, never silently random weights). The
+    checkpoint's optimizer and counters may go unused."""
+    try:
+        status = tf.train.Checkpoint(model=model).restore(path)
+        status.assert_existing_objects_matched().expect_partial()
+    except (AssertionError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise ValueError(f"checkpoint {path} does not match model {model.name}: {first}") from e
+
+
 def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
     """(stage, finished epochs) of the latest checkpoint, or None."""
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
@@ -163,27 +140,10 @@ def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
     )
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[ImageData, Normalizer]:
-    data = load_source(
-        cfg.source,
-        data_dir=cfg.data_dir,
-        channels=cfg.channels,
-        image_size=cfg.load_size,
-        download=cfg.download,
-    )
-    if data.val is None:
-        data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=cfg.seed)
-    c = data.image_shape[-1]
-    if cfg.mean is not None or cfg.std is not None:
-        norm = Normalizer.from_values(cfg.mean or (0.0,), cfg.std or (1.0,), c)
-    else:
-        norm = Normalizer.from_images(data.train.images)
-    return data, norm
-
-
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, phase: Phase | None = None):
         self.cfg = cfg
+        self.phase = phase or Phase()
         self.run_dir = Path(cfg.run_dir)
         self.history: dict = {"epochs": []}
 
@@ -195,6 +155,9 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         self.precision = resolve_precision(cfg.precision)
         keras.mixed_precision.set_global_policy(self.precision)
+        logging.info(
+            "%s; precision %s (--precision=%s)", describe_kernels(), self.precision, cfg.precision
+        )
         self.strategy = make_strategy(cfg.strategy)
         resolver = getattr(self.strategy, "cluster_resolver", None)
         self.is_chief = (
@@ -215,42 +178,50 @@ class Trainer:
 
     def _create(self, stage: Stage) -> keras.Model:
         size = stage.size or self.data.image_shape[0]
-        return create_model(
+        model = create_model(
             self.cfg.model,
             (size, size, self.data.image_shape[-1]),
             self.data.num_classes,
             **self.cfg.model_args,
         )
+        return with_l2(model, self.cfg.l2)
 
-    def _build(self, stage: Stage) -> keras.Model:
-        with self.strategy.scope():
-            return self._create(stage)
+    def _context(self, s: int, steps_per_epoch: int) -> PhaseContext:
+        return PhaseContext(
+            self.cfg, self.cfg.stages[s], s, steps_per_epoch, self.data.num_classes, self.run_dir
+        )
 
-    def _compile(self, model, stage: Stage, steps_per_epoch: int):
-        cfg = self.cfg
+    def _build(self, ctx: PhaseContext) -> keras.Model:
         with self.strategy.scope():
-            set_trainable(model, stage.train)
-            add_l2(model, cfg.l2)
+            return self.phase.wrap(self._create(ctx.stage), ctx)
+
+    def _compile(self, model, ctx: PhaseContext):
+        cfg, stage = self.cfg, ctx.stage
+        with self.strategy.scope():
+            set_trainable(self.phase.saved(model), stage.train)
             lr = (
                 stage.schedule.lr
                 if stage.schedule.kind == "plateau"
-                else make_schedule(stage.schedule, steps_per_epoch)
+                else make_schedule(stage.schedule, ctx.steps_per_epoch)
             )
             metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
             if self.data.num_classes > 10:
                 metrics.append(keras.metrics.TopKCategoricalAccuracy(5, name="top5"))
-            model.compile(
+            loss = keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=cfg.label_smoothing
+            )
+            self.phase.compile(
+                model,
+                ctx,
                 optimizer=make_optimizer(cfg, lr),
-                loss=keras.losses.CategoricalCrossentropy(
-                    from_logits=True, label_smoothing=cfg.label_smoothing
-                ),
+                loss=loss,
                 metrics=metrics,
                 jit_compile=cfg.xla,
             )
             model.optimizer.build(model.trainable_variables)
 
     # -------------------------------------------------------------- run
-    def run(self) -> dict:
+    def run(self) -> TrainResult:
         cfg = self.cfg
         self._setup()
         ckpt_dir = self.out_dir / "checkpoints"
@@ -269,15 +240,15 @@ class Trainer:
             logging.info("resuming at stage %d after epoch %d", start_stage + 1, start_epoch)
         deadline = time.time() + cfg.time_budget if cfg.time_budget else None
         tb_dir = self.out_dir / "tensorboard"
-        model = None
+        val_every = cfg.resolved_val_every
+        verbose = {"bar": 1, "line": 2}.get(cfg.verbose, 1 if sys.stdout.isatty() else 2)
+        model = ctx = None
         stopped_by_budget = False
         for s in range(start_stage, len(cfg.stages)):
             stage = cfg.stages[s]
             first_epoch = start_epoch if s == start_stage else 0
             if first_epoch >= stage.epochs:
                 continue
-            previous = model
-            model = self._build(stage)
             stream = train_dataset(
                 self.data.train,
                 self.data.num_classes,
@@ -289,7 +260,9 @@ class Trainer:
                 seed=cfg.seed + 1000 * s,
                 start_epoch=first_epoch,
             )
-            self._compile(model, stage, stream.steps_per_epoch)
+            previous, ctx = model, self._context(s, stream.steps_per_epoch)
+            model = self._build(ctx)
+            self._compile(model, ctx)
             stage_var = tf.Variable(s, dtype=tf.int64, trainable=False)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(
@@ -301,7 +274,7 @@ class Trainer:
             elif previous is not None:  # next stage in this process
                 transfer_weights(previous, model)
             elif resume:  # a stage boundary after a restart: weights, fresh optimizer
-                tf.train.Checkpoint(model=model).restore(manager.latest_checkpoint).expect_partial()
+                restore_model(model, manager.latest_checkpoint)
             val_ds = eval_dataset(
                 self.data.val,
                 self.data.num_classes,
@@ -319,7 +292,8 @@ class Trainer:
             )
             callbacks = [
                 cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
-                cb.BestWeights(best_path, best=best_so_far),
+                *self.phase.callbacks(model, ctx),
+                cb.BestWeights(best_path, self.phase.saved(model), best=best_so_far),
                 keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
                 checkpoint,
             ]
@@ -343,9 +317,10 @@ class Trainer:
             if budget:
                 callbacks.append(budget)
             logging.info(
-                "stage %d/%d: %s at %s px, epochs %d..%d, train=%s",
+                "stage %d/%d (%s): %s at %s px, epochs %d..%d, train=%s",
                 s + 1,
                 len(cfg.stages),
+                self.phase.name,
                 cfg.model,
                 stage.size or "native",
                 first_epoch + 1,
@@ -363,15 +338,15 @@ class Trainer:
                 validation_freq=[
                     e
                     for e in range(first_epoch + 1, stage.epochs + 1)
-                    if e % cfg.val_every == 0 or e == stage.epochs
+                    if e % val_every == 0 or e == stage.epochs
                 ],
                 callbacks=callbacks,
-                verbose=cfg.verbose,
+                verbose=verbose,
             )
             if early is not None and early.stopped_epoch > 0:
                 logging.info(
-                    "early stopping ended stage %d after epoch %d (no val_accuracy "
-                    "gain in %d epochs)",
+                    "early stopping ended stage %d after epoch %d (no val_accuracy gain "
+                    "in %d epochs)",
                     s + 1,
                     early.stopped_epoch + 1,
                     cfg.early_stopping,
@@ -387,10 +362,9 @@ class Trainer:
                 )
                 break
         if model is None:  # everything was already done: rebuild the final model
-            model = self._build(cfg.stages[-1])
-            tf.train.Checkpoint(model=model).restore(
-                tf.train.latest_checkpoint(str(ckpt_dir))
-            ).expect_partial()
+            ctx = self._context(len(cfg.stages) - 1, 1)
+            model = self._build(ctx)
+            restore_model(model, tf.train.latest_checkpoint(str(ckpt_dir)))
         return self._finish(model, stopped_by_budget)
 
     def _log_inputs(self, stream, tb_dir):
@@ -414,93 +388,35 @@ class Trainer:
         except ImportError:
             logging.warning("tensorboard's hparams plugin is missing: no hparams logged")
 
-    def _finish(self, model: keras.Model, stopped_by_budget: bool) -> dict:
-        from tfclf.report import write_report
-
+    def _finish(self, model: keras.Model, stopped_by_budget: bool) -> TrainResult:
         cfg = self.cfg
         identical = replicas_identical(model)  # before the best weights are loaded everywhere
-        last = len(cfg.stages) - 1
-        final_stage = max([r["stage"] for r in self.history["epochs"]] or [last])
+        final_stage = max([r["stage"] for r in self.history["epochs"]] or [len(cfg.stages) - 1])
         best_path = self.out_dir / f"best_stage{final_stage}.weights.h5"
-        size = cfg.stages[final_stage].size
-        result = {
+        metrics = {
             "stopped_by_time_budget": stopped_by_budget,
             "stopped_early": [s + 1 for s in self.history.get("stopped_early", [])],
             "final_stage": final_stage + 1,
             "precision": self.precision,
             "replicas": self.strategy.num_replicas_in_sync,
             "replicas_identical": identical,
+            "epochs_run": len(self.history["epochs"]),
+            "train_seconds": sum(r.get("epoch_seconds", 0) for r in self.history["epochs"]),
         }
-        if not self.is_chief:
-            return result
-        keras.mixed_precision.set_global_policy("float32")
-        start = time.perf_counter()
-        export_dir, f32 = self._export_float32(model, cfg.stages[final_stage], best_path)
-        logging.info(
-            "best model exported to %s in %.1f s; writing the report",
-            export_dir,
-            time.perf_counter() - start,
-        )
-        files = {"keras": export_dir / "model.keras", "weights": best_path}
-        report = write_report(
-            self.run_dir / "report",
-            f32,
-            self.data.val,
-            self.data.class_names,
-            self.norm,
-            image_size=size,
-            batch_size=cfg.eval_batch_size,
-            history=self.history["epochs"],
-            files=files,
-        )
-        with tf.summary.create_file_writer(
-            str(self.run_dir / "tensorboard" / "report")
-        ).as_default():
-            png = tf.io.read_file(str(self.run_dir / "report" / "confusion_matrix.png"))
-            tf.summary.image(
-                "confusion_matrix",
-                tf.image.decode_png(png, 4)[None],
-                step=len(self.history["epochs"]),
-            )
-        result.update({k: report[k] for k in ("top1", "loss", "macro_f1", "top5") if k in report})
-        result.update(
-            {
-                "epochs_run": len(self.history["epochs"]),
-                "train_seconds": sum(r.get("epoch_seconds", 0) for r in self.history["epochs"]),
-                "trainable_params": report["model"]["trainable_params"],
-                "macs": report["model"]["macs"],
-            }
-        )
-        cb.atomic_write_json(result, self.run_dir / "metrics.json")
-        return result
-
-    def _export_float32(
-        self, model: keras.Model, stage: Stage, best_path: Path
-    ) -> tuple[Path, keras.Model]:
-        """The stage's best weights (else the last) as a float32 model built outside any
-        strategy, saved as ``.keras`` and SavedModel, written then renamed into place."""
-        f32 = self._create(stage)  # outside the strategy, under the float32 policy
-        if best_path.exists():
-            f32.load_weights(best_path)
-        else:
-            f32.set_weights(model.get_weights())
-        out = self.run_dir / "best_model"
-        tmp = self.run_dir / ".best_model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        f32.save(tmp / "model.keras")
-        # An inference SavedModel (serving_default = the forward pass): what TF Serving and
-        # the TFLite converter need, written ~10x faster than Keras' full SavedModel. It
-        # prints its endpoint listing; its INFO records go with the CLI's library filter.
-        with contextlib.redirect_stdout(io.StringIO()):
-            f32.export(str(tmp / "saved_model"))
-        old = self.run_dir / ".best_model.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return out, f32
+        size = cfg.stages[final_stage].size or self.data.image_shape[0]
+        final = None
+        if self.is_chief:
+            # The stage's best weights (else the last) in a float32 build outside any
+            # strategy: what is exported and reported.
+            keras.mixed_precision.set_global_policy("float32")
+            ctx = self._context(final_stage, 1)
+            f32 = self.phase.wrap(self._create(cfg.stages[final_stage]), ctx)
+            if best_path.exists():
+                self.phase.saved(f32).load_weights(best_path)
+            else:
+                self.phase.saved(f32).set_weights(self.phase.saved(model).get_weights())
+            final = self.phase.finish(f32)
+        return TrainResult(final, metrics, self.history["epochs"], self.data, self.norm, size)
 
 
 def replicas_identical(model: keras.Model) -> bool:
@@ -516,17 +432,5 @@ def replicas_identical(model: keras.Model) -> bool:
     return True
 
 
-def transfer_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copies weights between two builds of one model at different resolutions."""
-    try:
-        target.set_weights(source.get_weights())
-    except ValueError as e:
-        raise ValueError(
-            f"cannot move {source.name} from {source.input_shape[1:3]} to "
-            f"{target.input_shape[1:3]}: its classifier depends on the input size "
-            f"(Flatten). FixRes stages need a model with global pooling. ({e})"
-        ) from None
-
-
-def train(cfg: TrainConfig) -> dict:
-    return Trainer(cfg).run()
+def train(cfg: TrainConfig, phase: Phase | None = None) -> TrainResult:
+    return Trainer(cfg, phase).run()

@@ -1,0 +1,195 @@
+"""The training loop in-process: a second phase plugs in without touching the loop, L2 kept
+through TF-MOT wrapping, weights moved by layer name, strict restores, deployable models
+that take raw pixels, configuration defaults."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfclf.config import ScheduleConfig, Stage, TrainConfig, parse_stage
+from tfclf.data import load_source
+from tfclf.keras import keras, layers
+from tfclf.models import create_model
+from tfclf.training.phases import Phase
+from tfclf.training.trainer import restore_model, train, transfer_weights, with_l2
+
+TINY_ARGS = {"depths": (1, 1), "widths": (8, 16), "strides": (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    data = load_source("mnist5k")
+    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:60] for c in range(10)])
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=data.train.images[idx], y=data.train.labels[idx])
+    return f"npz:{path}"
+
+
+def tiny_config(run_dir, source, epochs=2, **kw) -> TrainConfig:
+    schedule = ScheduleConfig(kind="constant", lr=0.05, epochs=epochs, warmup_epochs=0)
+    return TrainConfig(
+        run_dir=str(run_dir),
+        model="resnet_custom",
+        model_args=TINY_ARGS,
+        source=source,
+        batch_size=50,
+        precision="float32",
+        augment="",
+        verbose="line",
+        l2=0.0,
+        stages=(Stage(schedule=schedule),),
+        **kw,
+    )
+
+
+class CountingHead(Phase):
+    """A toy phase: trains the model behind an extra frozen scaling, counts its epochs with
+    its own callback, keeps the inner model and marks it at the end."""
+
+    name = "toy"
+
+    def __init__(self):
+        self.epochs_seen = 0
+        self.compiled = 0
+
+    def wrap(self, model, ctx):
+        scale = layers.Rescaling(1.0, name="toy_scale")
+        return keras.Model(model.inputs, scale(model.outputs[0]), name="toy_wrapper")
+
+    def compile(self, model, ctx, **compile_args):
+        self.compiled += 1
+        super().compile(model, ctx, **compile_args)
+
+    def callbacks(self, model, ctx):
+        phase = self
+
+        class Count(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                phase.epochs_seen += 1
+
+        return [Count()]
+
+    def saved(self, model):
+        return keras.Model(model.inputs, model.get_layer("toy_scale").input, name="inner")
+
+    def finish(self, model):
+        inner = self.saved(model)
+        inner.finished_by_toy = True
+        return inner
+
+
+def test_a_second_phase_plugs_into_the_loop(tmp_path, digits):
+    phase = CountingHead()
+    result = train(tiny_config(tmp_path / "run", digits, val_every=1), phase)
+    assert phase.compiled == 1 and phase.epochs_seen == 2
+    assert getattr(result.model, "finished_by_toy", False)
+    assert "toy_scale" not in [layer.name for layer in result.model.layers]
+    # the best weights are the inner model's (what ``saved`` returned), loadable into it
+    inner = create_model("resnet_custom", (28, 28, 1), 10, **TINY_ARGS)
+    inner.load_weights(tmp_path / "run" / "best_stage0.weights.h5")
+    x = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+    np.testing.assert_allclose(inner(x), result.model(x), atol=1e-5)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_deployed_model_takes_raw_pixels_and_names_its_classes(tmp_path, digits):
+    from tfclf.export import trained_part, write_best_model
+
+    result = train(tiny_config(tmp_path / "run", digits), None)
+    out = tmp_path / "best_model"
+    deploy = write_best_model(out, result.model, result.normalizer, result.data.class_names)
+    pixels = result.data.val.images[:16].astype(np.float32)
+    normalised = result.normalizer(pixels / 255.0)
+    np.testing.assert_allclose(deploy(pixels), result.model(normalised), atol=1e-4)
+    reloaded = keras.models.load_model(out / "model.keras", compile=False)
+    np.testing.assert_allclose(reloaded(pixels), deploy(pixels), atol=1e-4)
+    assert trained_part(reloaded).name == result.model.name
+    served = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    np.testing.assert_allclose(served(tf.constant(pixels))["output_0"], deploy(pixels), atol=1e-4)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["input"]["range"] == [0, 255] and card["input"]["shape"] == [1, 28, 28, 1]
+    assert card["classes"] == [str(c) for c in result.data.class_names]
+    assert (out / "labels.txt").read_text().split() == card["classes"]
+
+
+def test_a_failed_export_leaves_the_previous_best_model(tmp_path, digits):
+    from tfclf.export import write_best_model
+
+    result = train(tiny_config(tmp_path / "run", digits, epochs=1), None)
+    out = tmp_path / "best_model"
+    write_best_model(out, result.model, result.normalizer, result.data.class_names)
+    before = (out / "model.keras").read_bytes()
+    with pytest.raises(TypeError):  # a model card that cannot be written: fails mid-export
+        write_best_model(
+            out,
+            result.model,
+            result.normalizer,
+            result.data.class_names,
+            extra_card={"bad": object()},
+        )
+    assert (out / "model.keras").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("wrapper", ["prune", "quantize"])
+def test_l2_survives_tf_mot_wrapping(wrapper):
+    import tensorflow_model_optimization as tfmot
+
+    model = with_l2(create_model("resnet_custom", (28, 28, 1), 10, **TINY_ARGS), 1e-3)
+    n_kernels = sum(1 for layer in model.layers if getattr(layer, "kernel_regularizer", None))
+    assert n_kernels > 0 and len(model.losses) == n_kernels
+    if wrapper == "prune":
+        wrapped = tfmot.sparsity.keras.prune_low_magnitude(model)
+    else:
+        wrapped = tfmot.quantization.keras.quantize_model(model)
+    assert len(wrapped.losses) == n_kernels
+    expected = 1e-3 * sum(
+        float(tf.reduce_sum(tf.square(layer.kernel)))
+        for layer in model.layers
+        if getattr(layer, "kernel_regularizer", None)
+    )
+    assert float(tf.add_n(wrapped.losses)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_weights_move_by_layer_name_and_mismatches_are_named():
+    a = create_model("resnet_custom", (16, 16, 1), 10, **TINY_ARGS)
+    b = create_model("resnet_custom", (24, 24, 1), 10, **TINY_ARGS)
+    transfer_weights(a, b)
+    for la in a.layers:
+        for wa, wb in zip(la.get_weights(), b.get_layer(la.name).get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+    wider = create_model("resnet_custom", (16, 16, 1), 10, **{**TINY_ARGS, "widths": (8, 24)})
+    with pytest.raises(ValueError, match="layer 'stage2_block1_conv1'|layer 'stage2"):
+        transfer_weights(a, wider)
+    lenet = create_model("lenet5", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match="has layer"):
+        transfer_weights(a, lenet)
+
+
+def test_restores_are_strict(tmp_path):
+    a = create_model("resnet_custom", (16, 16, 1), 10, **TINY_ARGS)
+    path = tf.train.Checkpoint(model=a).save(str(tmp_path / "ckpt"))
+    same = create_model("resnet_custom", (16, 16, 1), 10, **TINY_ARGS)
+    restore_model(same, path)
+    np.testing.assert_array_equal(same.get_weights()[0], a.get_weights()[0])
+    other = create_model("resnet_custom", (16, 16, 1), 10, **{**TINY_ARGS, "depths": (1, 2)})
+    with pytest.raises(ValueError, match="does not match"):
+        restore_model(other, path)
+    deeper = create_model("resnet_custom", (16, 16, 1), 10, **{**TINY_ARGS, "depths": (2, 2)})
+    with pytest.raises(ValueError, match="does not match"):
+        restore_model(deeper, path)
+
+
+def test_config_defaults_are_valid_and_stage_specs_take_spaces():
+    cfg = TrainConfig()
+    assert cfg.validate() == [] and cfg.stages[0].epochs == 24 and cfg.batch_size == 32
+    stage, errors = parse_stage(
+        "size=20 augment=affine(10, 0.1) cycle_epochs=4 milestones=3,5", cfg.stages[0]
+    )
+    assert errors == [] and stage.augment == "affine(10, 0.1)" and stage.size == 20
+    assert stage.schedule.cycle_epochs == 4 and stage.schedule.milestones == (3, 5)
+    bad = dataclasses.replace(cfg, stages=(dataclasses.replace(stage, augment="blur(3)"),))
+    assert any("augment" in e and "blur" in e for e in bad.validate())

@@ -1,0 +1,269 @@
+"""What every command-line entry point shares: the training flags (generated from
+``tfclf.config``), turning them into a ``TrainConfig``, the resolved flagfile, a quiet log,
+and the safety net that turns an unexpected exception into one line.
+
+Library modules never read ``FLAGS``; the CLI modules (``tfclf.train``, ``tfclf.evaluate``,
+``tfclf.compress``, ``tfclf.predict``, ``tools/``) call this module and pass plain values on.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging as std_logging
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from tfclf.config import (
+    ScheduleConfig,
+    Stage,
+    TrainConfig,
+    field_type,
+    flag_name,
+    parse_duration,
+    parse_stage,
+)
+
+FLAGS = flags.FLAGS
+TRAIN_FLAGS: list[str] = []  # in definition order: what the resolved flagfile lists
+# Fields whose flag is a string the CLI parses (a dict literal, a duration) or that have
+# no flag of their own (the stages come from the schedule flags and --stage).
+_PARSED = {"model_args": "{}", "time_budget": ""}
+_NO_FLAG = {"stages", "schedule"}
+
+
+class UsageError(ValueError):
+    """A bad flag, file or value: printed as one ``error:`` line, exit code 2."""
+
+
+def _define(f: dataclasses.Field, default=dataclasses.MISSING) -> None:
+    name = flag_name(f)
+    if name in FLAGS:
+        return
+    default = f.default if default is dataclasses.MISSING else default
+    help_ = f.metadata.get("help") or name
+    kind = field_type(f)
+    if name in _PARSED:
+        flags.DEFINE_string(name, _PARSED[name], help_)
+    elif f.metadata.get("choices"):
+        flags.DEFINE_enum(name, default, list(f.metadata["choices"]), help_)
+    elif kind is bool:
+        flags.DEFINE_bool(name, default, help_)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, help_)
+    elif kind is float:
+        flags.DEFINE_float(name, default, help_)
+    elif kind is tuple:
+        flags.DEFINE_list(name, None if default is None else [str(v) for v in default], help_)
+    else:
+        flags.DEFINE_string(name, default, help_)
+    TRAIN_FLAGS.append(name)
+
+
+def define_train_flags() -> None:
+    """Defines the training flags (once): one per config field, same name and default."""
+    if "run_dir" in FLAGS:
+        return
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in _NO_FLAG:
+            _define(f)
+    for f in dataclasses.fields(ScheduleConfig):
+        _define(f)
+    _define(next(f for f in dataclasses.fields(Stage) if f.name == "size"))
+    for name, default, help_ in (
+        (
+            "stage",
+            [],
+            "FixRes stage 'size=.. epochs=.. [schedule=.. lr=.. train=all|"
+            "classifier_bn augment=..]'; repeat in order. Keys not given take the flags'.",
+        ),
+        ("dropout", None, "Dropout rate for models that have it (None: the model's own)."),
+        (
+            "cpu_devices",
+            0,
+            "Split the CPU into this many logical devices (MirroredStrategy without GPUs).",
+        ),
+    ):
+        {
+            list: flags.DEFINE_multi_string,
+            type(None): flags.DEFINE_float,
+            int: flags.DEFINE_integer,
+        }[type(default)](name, default, help_)
+        TRAIN_FLAGS.append(name)
+
+
+def _explicit(name: str) -> bool:
+    return bool(FLAGS[name].present) if name in FLAGS else False
+
+
+def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
+    """The TrainConfig of the parsed flags, or None with every problem as one line each."""
+    from tfclf.models import list_models
+
+    errors = []
+    if f.model not in list_models():
+        errors.append(f"--model: unknown model {f.model!r} (python -m tfclf.models --list)")
+    try:
+        model_args = ast.literal_eval(f.model_args)
+        if not isinstance(model_args, dict):
+            raise ValueError
+    except (ValueError, SyntaxError):
+        errors.append(f"--model_args: not a Python dict literal: {f.model_args!r}")
+        model_args = {}
+    if f.dropout is not None:
+        model_args["dropout"] = f.dropout
+    try:
+        time_budget = parse_duration(f.time_budget)
+    except ValueError as e:
+        errors.append(str(e))
+        time_budget = 0.0
+
+    def floats(name):
+        try:
+            return tuple(float(v) for v in getattr(f, name)) if getattr(f, name) else None
+        except ValueError:
+            errors.append(f"--{name}: not a list of numbers: {getattr(f, name)}")
+            return None
+
+    sched = {}
+    for fl in dataclasses.fields(ScheduleConfig):
+        value = getattr(f, flag_name(fl))
+        if field_type(fl) is tuple:
+            try:
+                value = tuple(int(float(v)) for v in value if v.strip())
+            except ValueError:
+                errors.append(f"--{flag_name(fl)}: not a list of numbers: {value}")
+                value = fl.default
+        sched[fl.name] = value
+    base = Stage(size=f.image_size, schedule=ScheduleConfig(**sched))
+    stages = []
+    for i, spec in enumerate(f.stage or [""], start=1):
+        stage, problems = parse_stage(spec, base)
+        errors.extend(f"--stage {i}: {p}" for p in problems)
+        # The default warm-up (1 epoch) must not refuse a 1-epoch run: it is dropped there.
+        if (
+            not _explicit("warmup_epochs")
+            and "warmup_epochs=" not in spec
+            and stage.schedule.warmup_epochs >= stage.epochs > 0
+        ):
+            stage = dataclasses.replace(
+                stage, schedule=dataclasses.replace(stage.schedule, warmup_epochs=0.0)
+            )
+            logging.info("no warm-up: the stage has %d epoch(s)", stage.epochs)
+        stages.append(stage)
+    kwargs = {}
+    for fl in dataclasses.fields(TrainConfig):
+        if fl.name not in _NO_FLAG and fl.name not in _PARSED and fl.name not in ("mean", "std"):
+            kwargs[fl.name] = getattr(f, fl.name)
+    cfg = TrainConfig(
+        **kwargs,
+        model_args=model_args,
+        time_budget=time_budget,
+        mean=floats("mean"),
+        std=floats("std"),
+        stages=tuple(stages),
+    )
+    errors.extend(e for e in cfg.validate() if e not in errors)
+    return (None, errors) if errors else (cfg, [])
+
+
+def resolved_flagfile(command: str = "tfclf.train") -> str:
+    """The training flags as set, as a flagfile that reruns the experiment."""
+    lines = [f"# Resolved flags of this run; rerun with: python -m {command} --flagfile=THIS"]
+    for name in TRAIN_FLAGS:
+        flag = FLAGS[name]
+        if flag.value is None:
+            continue
+        text = flag.serialize()
+        if text:
+            lines.extend(text.splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def load_run_flags(run_dir: Path) -> TrainConfig:
+    """The TrainConfig of a finished or running run, from its ``flags.txt``."""
+    define_train_flags()
+    path = Path(run_dir) / "flags.txt"
+    if not path.exists():
+        raise UsageError(f"{path} not found: is {run_dir} a tfclf run directory?")
+    FLAGS([sys.argv[0], f"--flagfile={path}"], known_only=True)
+    cfg, errors = config_from_flags(FLAGS)
+    if errors:
+        raise UsageError(f"{path}: {errors[0]}")
+    return cfg
+
+
+class _OwnInfoOnly(std_logging.Filter):
+    package_dir = Path(__file__).resolve().parent
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or Path(
+            record.pathname
+        ).resolve().is_relative_to(self.package_dir)
+
+
+def quiet_library_info() -> None:
+    """Below WARNING, only tfclf's own records reach the log: TensorFlow's and matplotlib's
+    INFO records (checkpoint sharding times, SavedModel assets, font cache) would interleave
+    with the one line per epoch. Their warnings and errors still show."""
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # has its own handler
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+        handler.addFilter(_OwnInfoOnly())
+
+
+def error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def guarded(main, log_dir=None):
+    """``main`` with the safety net: a ``UsageError`` or tfclf's ``DataError`` is one
+    ``error:`` line (exit 2); any other exception is one line naming it and the file its
+    full traceback went to (``log_dir()`` if it names a writable directory, else a temporary
+    file), exit 1. ``TFCLF_TRACEBACK=1`` re-raises instead, showing the traceback."""
+
+    def run(argv):
+        from tfclf.data.sources import DataError
+
+        try:
+            return main(argv)
+        except (UsageError, DataError) as e:
+            return error(str(e))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if os.environ.get("TFCLF_TRACEBACK"):
+                raise
+            text = traceback.format_exc()
+            path = None
+            try:
+                where = log_dir() if log_dir else None
+                if where and Path(where).is_dir() and os.access(where, os.W_OK):
+                    path = Path(where) / "error.log"
+                    path.write_text(text)
+            except Exception:
+                path = None
+            if path is None:
+                fd, name = tempfile.mkstemp(prefix="tfclf-error-", suffix=".log")
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                path = name
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print(
+                f"error: {type(e).__name__}: {message[:300]} (full traceback in {path}; "
+                "TFCLF_TRACEBACK=1 shows it)",
+                file=sys.stderr,
+            )
+            return 1
+
+    return run
+
+
+def run(main, log_dir=None) -> None:
+    app.run(guarded(main, log_dir))

@@ -1,0 +1,19 @@
+"""Deployable models: raw pixels in, logits out, class names beside them.
+
+Every artefact a user deploys takes raw pixels (values 0-255 at the model's resolution;
+float32 here and in float TFLite files, uint8 or int8 in full-integer ones) because the
+normalisation is a layer at the front of its graph (``Normalizer.as_layer``). Beside the
+files: ``labels.txt`` (one class name a line, in output order) and ``model_card.json``
+(input shape, dtype and range, output, classes, normalisation, accuracy measured on the
+file).
+"""
+
+from tfclf.export.deploy import (
+    deployable,
+    model_card,
+    trained_part,
+    write_best_model,
+    write_labels,
+)
+
+__all__ = ["deployable", "model_card", "trained_part", "write_best_model", "write_labels"]

@@ -1,0 +1,56 @@
+"""Atomic writes: a kill or a full disk never leaves a half-written file or directory in
+place of a good one (write beside the target, then rename over it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    atomic_write_text(json.dumps(obj, indent=2, default=float), path)
+
+
+def atomic_save_weights(model, path: Path) -> None:
+    """``model.save_weights`` beside ``path``, then renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path):
+    """Yields an empty scratch directory that replaces ``out`` only if the block succeeds;
+    on any error ``out`` is left as it was and the scratch directory is removed."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""What this machine runs on: CPU kernels (oneDNN or Eigen), numeric precision, strategy.
+
+``--precision=auto`` picks mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16
+(AVX512_BF16 or AMX: 2-2.5x faster than float32 at batch 128 there) and float32 elsewhere
+(bf16 is emulated without them, 5-8x slower: BUILD_NOTES.md "Precision on CPUs").
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+import tfclf
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    try:
+        with open(cpuinfo) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
+    return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(
+    precision: str, *, flags: set[str] | None = None, has_gpu: bool | None = None
+) -> str:
+    """The Keras mixed-precision policy for ``precision`` (``auto`` decided as above)."""
+    if precision != "auto":
+        return precision
+    if has_gpu is None:
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if has_gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_native_bf16(flags) else "float32"
+
+
+def onednn_enabled() -> bool:
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def describe_kernels() -> str:
+    """One line: which CPU kernels TensorFlow uses and who chose them."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    who = (
+        f"TF_ENABLE_ONEDNN_OPTS={value} set by the user"
+        if tfclf.ONEDNN_SET_BY_USER
+        else "turned on by tfclf"
+        if value == "1"
+        else "TensorFlow's default"
+    )
+    kind = "oneDNN" if onednn_enabled() else "Eigen"
+    isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "x86"
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"CPU kernels: {kind} ({who}); {isa}, {bf16}"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()

@@ -1,0 +1,1 @@
+"""Training: the loop (``trainer``), its phases, callbacks and learning-rate schedules."""

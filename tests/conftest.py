@@ -2,4 +2,39 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
 import tfclf  # noqa: E402,F401  (Keras 2 and oneDNN chosen before TensorFlow loads)
+from tfclf.config import ScheduleConfig, Stage, TrainConfig  # noqa: E402
+from tfclf.data import load_source  # noqa: E402
+
+TINY_ARGS = {"depths": (1, 1), "widths": (8, 16), "strides": (1, 2)}
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    data = load_source("mnist5k")
+    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:60] for c in range(10)])
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=data.train.images[idx], y=data.train.labels[idx])
+    return f"npz:{path}"
+
+
+def tiny_config(
+    run_dir, source, epochs=2, lr=0.05, model="resnet_custom", model_args=TINY_ARGS, **kw
+) -> TrainConfig:
+    schedule = ScheduleConfig(kind="constant", lr=lr, epochs=epochs, warmup_epochs=0)
+    return TrainConfig(
+        run_dir=str(run_dir),
+        model=model,
+        model_args=model_args,
+        source=source,
+        batch_size=50,
+        precision="float32",
+        augment="",
+        verbose="line",
+        l2=0.0,
+        stages=(Stage(schedule=schedule),),
+        **kw,
+    )

@@ -8,41 +8,13 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TINY_ARGS, tiny_config
 
-from tfclf.config import ScheduleConfig, Stage, TrainConfig, parse_stage
-from tfclf.data import load_source
+from tfclf.config import TrainConfig, parse_stage
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.training.phases import Phase
 from tfclf.training.trainer import restore_model, train, transfer_weights, with_l2
-
-TINY_ARGS = {"depths": (1, 1), "widths": (8, 16), "strides": (1, 2)}
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    data = load_source("mnist5k")
-    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:60] for c in range(10)])
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=data.train.images[idx], y=data.train.labels[idx])
-    return f"npz:{path}"
-
-
-def tiny_config(run_dir, source, epochs=2, **kw) -> TrainConfig:
-    schedule = ScheduleConfig(kind="constant", lr=0.05, epochs=epochs, warmup_epochs=0)
-    return TrainConfig(
-        run_dir=str(run_dir),
-        model="resnet_custom",
-        model_args=TINY_ARGS,
-        source=source,
-        batch_size=50,
-        precision="float32",
-        augment="",
-        verbose="line",
-        l2=0.0,
-        stages=(Stage(schedule=schedule),),
-        **kw,
-    )
 
 
 class CountingHead(Phase):

@@ -10,14 +10,18 @@ import shutil
 from pathlib import Path
 
 
-def atomic_write_text(text: str, path: Path) -> None:
+def atomic_write_bytes(data: bytes, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    atomic_write_bytes(text.encode(), path)
 
 
 def atomic_write_json(obj, path: Path) -> None:

@@ -165,7 +165,7 @@ def load_tfds(
 # ----------------------------------------------------------------------------- folders
 
 
-def _decode(path: Path, channels: int, size: int | None):
+def decode_image(path: Path, channels: int, size: int | None):
     """Decodes one image fully (so truncation is caught); returns (array, problem)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -206,7 +206,7 @@ def _scan_class_folders(
             files.append(path)
             labels.append(label)
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        decoded = list(pool.map(lambda p: _decode(p, channels, size), files))
+        decoded = list(pool.map(lambda p: decode_image(p, channels, size), files))
     images, kept = [], []
     for path, label, (arr, problem) in zip(files, labels, decoded):
         if problem:

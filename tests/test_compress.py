@@ -1,0 +1,210 @@
+"""Compression and deployment (issue 10): TFLite modes verified on real digits, raw-pixel
+files, pruning and clustering through the training loop, the budget pick, the compress and
+predict CLIs and their one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from tfclf.compress import methods
+from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pick_under_budget
+from tfclf.data.pipeline import resize_images
+from tfclf.export import tflite
+from tfclf.keras import keras
+from tfclf.training.trainer import train
+
+EPOCHS = 8  # the tiny run reaches about 80 % on the held-out digits
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, digits):
+    """A finished tiny run (2 epochs on 600 real digits) with its best_model/ and flags.txt,
+    as the training CLI leaves it."""
+    from tfclf.train import finish_run
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = tiny_config(run_dir, digits, epochs=EPOCHS, model="lenet5", model_args={})
+    result = train(cfg)
+    finish_run(result, cfg)
+    src = digits.split(":", 1)[1]
+    (run_dir / "flags.txt").write_text(
+        "\n".join(
+            [
+                f"--run_dir={run_dir}",
+                "--model=lenet5",
+                f"--source=npz:{src}",
+                "--batch_size=50",
+                "--precision=float32",
+                "--augment=",
+                "--l2=0",
+                "--schedule=constant",
+                "--lr=0.05",
+                f"--epochs={EPOCHS}",
+                "--warmup_epochs=0",
+            ]
+        )
+        + "\n"
+    )
+    return run_dir, cfg, result
+
+
+@pytest.fixture(scope="module")
+def val_pixels(run):
+    _, _, result = run
+    return resize_images(result.data.val.images, result.image_size).numpy(), result.data.val.labels
+
+
+def test_every_tflite_mode_converts_and_is_scored_on_real_digits(run, val_pixels, tmp_path):
+    run_dir, _, result = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x, y = val_pixels
+    logits = deploy.predict(x.astype(np.float32), verbose=0)
+    keras_acc = (logits.argmax(-1) == y).mean()
+    assert keras_acc > 0.5  # the tiny run learned something: agreement below means something
+    train_x = resize_images(result.data.train.images[:100], result.image_size).numpy()
+    sizes = {}
+    for mode in tflite.MODES:
+        path = tmp_path / f"{mode}.tflite"
+        path.write_bytes(tflite.convert(deploy, mode, representative=train_x, num_calibration=50))
+        rep = tflite.verify(path, {"val": (x, y)}, reference={"val": logits}, latency_runs=3)
+        sizes[mode] = rep.size_bytes
+        assert rep.gzip_bytes > 0 and rep.latency_ms > 0
+        assert rep.agreement >= (0.999 if mode == "float32" else 0.9), mode
+        assert abs(rep.accuracy - keras_acc) <= (0.001 if mode == "float32" else 0.1), mode
+        if mode == "float32":  # raw pixels in, the Keras model's logits out
+            interp = tflite.interpreter(path)
+            np.testing.assert_allclose(tflite.predict(interp, x), logits, atol=1e-3, rtol=1e-3)
+    assert sizes["int8"] < 0.5 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
+
+
+@pytest.mark.parametrize("io_dtype, zero_point", [("uint8", 0), ("int8", -128)])
+def test_int8_files_take_raw_pixels_in_the_requested_dtype(run, val_pixels, io_dtype, zero_point):
+    run_dir, _, result = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x, _ = val_pixels
+    blob = tflite.convert(deploy, "int8", representative=x[:50], io_dtype=io_dtype)
+    spec = tflite.io_spec(tflite.interpreter(blob))
+    assert spec["input"]["dtype"] == spec["output"]["dtype"] == io_dtype
+    assert spec["input"]["quant"] == {"scale": 1.0, "zero_point": zero_point}
+
+
+def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"not a flatbuffer at all" * 10)
+    with pytest.raises(tflite.ConversionError, match="broken.tflite is not a valid .tflite"):
+        tflite.interpreter(bad)
+
+
+def test_pruning_reaches_the_sparsity_and_strips_its_wrappers(run, tmp_path, digits):
+    net = run[2].model  # the trained network (normalised images in)
+    phase = methods.PrunePhase(net, 0.6, schedule="constant")
+    pruned = train(
+        tiny_config(tmp_path / "prune", digits, epochs=1, model="lenet5", model_args={}), phase
+    ).model
+    names = [type(layer).__name__ for layer in pruned.layers]
+    assert not any("Prune" in n for n in names), names
+    sparsity = methods.layer_sparsity(pruned)
+    targets = methods.prunable_layers(net)
+    ends = set(sparsity) - set(targets)
+    assert targets and len(ends) == 2  # stem conv and classifier stay dense
+    for name in targets:
+        assert sparsity[name] == pytest.approx(0.6, abs=0.02), (name, sparsity[name])
+    for name in ends:
+        assert sparsity[name] < 0.05, (name, sparsity[name])
+
+
+def test_clustering_leaves_at_most_k_values_per_kernel(run, tmp_path, digits):
+    _, _, result = run
+    clustered = train(
+        tiny_config(tmp_path / "cluster", digits, epochs=1, model="lenet5", model_args={}),
+        methods.ClusterPhase(result.model, 8),
+    ).model
+    assert not any("Cluster" in type(layer).__name__ for layer in clustered.layers)
+    for layer in methods.kernel_layers(clustered):
+        assert len(np.unique(layer.kernel.numpy())) <= 8, layer.name
+
+
+def _candidate(name, kb, acc):
+    return Candidate(name, "m", "int8", f"{name}.tflite", int(kb * 1024), 1, acc, 1.0, 1.0,
+                     acc, 10, 10, {}, {})  # fmt: skip
+
+
+def test_budget_picks_the_most_accurate_file_under_it():
+    cands = [_candidate("a", 500, 0.99), _candidate("b", 280, 0.97), _candidate("c", 90, 0.95)]
+    assert pick_under_budget(cands, 300).name == "b"
+    assert pick_under_budget(cands, 100).name == "c"
+    assert pick_under_budget(cands, 50) is None
+
+
+def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
+    run_dir, cfg, _ = run
+    opts = CompressOptions(
+        modes=("float32", "int8"),
+        prune=(0.5,),
+        finetune_epochs=1,
+        max_tflite_kb=10_000,
+        latency_runs=3,
+        out=str(tmp_path / "out"),
+    )
+    summary = compress_run(run_dir, opts, cfg)
+    out = tmp_path / "out"
+    names = [c["name"] for c in summary["candidates"]]
+    assert names == ["trained_float32", "trained_int8", "prune50_int8"]
+    for c in summary["candidates"]:
+        assert (out / c["file"]).exists() and 0 < c["accuracy"] <= 1
+    assert summary["budget"]["picked"] in names
+    assert (out / "size_accuracy.png").stat().st_size > 1000
+    assert "prune 0.5" in (out / "summary.md").read_text()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["files"]["trained_int8.tflite"]["input"]["dtype"] == "uint8"
+    assert (out / "labels.txt").read_text().splitlines() == [str(i) for i in range(10)]
+    # the fine-tuning checkpoint is there: a rerun resumes instead of training again
+    assert list((out / "finetune" / "prune50" / "checkpoints").glob("ckpt-*"))
+
+
+def cli(module, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_compress_cli_errors_are_one_line_and_touch_nothing(run, tmp_path):
+    run_dir, _, _ = run
+    before = sorted(p.name for p in run_dir.iterdir())
+    cases = [
+        ([f"--run_dir={tmp_path / 'nowhere'}"], "a finished tfclf run"),
+        ([f"--run_dir={run_dir}", "--prune=1.5"], "--prune: a sparsity must be in (0, 1)"),
+        ([f"--run_dir={run_dir}", "--prune=half"], "--prune: expected comma-separated"),
+    ]
+    for args, message in cases:
+        proc = cli("tfclf.compress", *args)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+        assert message in lines[0], lines[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_path):
+    from PIL import Image
+
+    run_dir, _, result = run
+    folder = tmp_path / "digits"
+    images, labels = result.data.val.images, result.data.val.labels
+    for i in range(40):
+        d = folder / str(labels[i])
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i].squeeze(-1)).save(d / f"{i}.png")
+    (folder / str(labels[0]) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    proc = cli("tfclf.predict", f"--model={run_dir / 'best_model' / 'model.keras'}", str(folder))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped" in proc.stdout and "broken.png" in proc.stdout
+    acc = float(proc.stdout.split("accuracy ")[1].split()[0])
+    assert acc > 0.5
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
+    proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))
+    assert proc.returncode == 2 and "has 3 channel(s) but the model takes 1" in proc.stderr

@@ -1,0 +1,63 @@
+"""Kernel and precision choices (issue 12): oneDNN on by default before TensorFlow loads, the
+user's own value kept, and ``--precision=auto`` decided from the CPU's flags."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from tfclf.system import cpu_has_native_bf16, resolve_precision
+
+PROBE = (
+    "import os, tfclf, sys; "
+    "assert 'tensorflow' not in sys.modules, 'tfclf imported TensorFlow at package import'; "
+    "from tfclf.system import onednn_enabled; "
+    "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), onednn_enabled(), tfclf.ONEDNN_SET_BY_USER)"
+)
+
+
+def probe(env_value: str | None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 only")
+def test_onednn_is_on_by_default_on_x86():
+    assert probe(None) == ["1", "True", "False"]
+
+
+def test_users_onednn_value_wins():
+    assert probe("0") == ["0", "False", "True"]
+
+
+AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
+AVX512_BF16 = AVX2 | {"avx512f", "avx512_vnni", "avx512_bf16"}
+AMX = AVX2 | {"amx_tile", "amx_bf16", "amx_int8"}
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (AVX2, "float32"),
+        (AVX2 | {"avx512f", "avx512bw"}, "float32"),  # AVX-512 without bf16: emulated, slow
+        (AVX512_BF16, "mixed_bfloat16"),
+        (AMX, "mixed_bfloat16"),
+        (set(), "float32"),  # no /proc/cpuinfo
+    ],
+)
+def test_precision_auto_on_cpu(flags, expected):
+    assert cpu_has_native_bf16(flags) == (expected == "mixed_bfloat16")
+    assert resolve_precision("auto", flags=flags, has_gpu=False) == expected
+
+
+def test_precision_auto_on_gpu_and_explicit():
+    assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True) == "mixed_float16"
+    assert resolve_precision("float32", flags=AVX512_BF16, has_gpu=False) == "float32"
+    assert resolve_precision("mixed_bfloat16", flags=AVX2, has_gpu=False) == "mixed_bfloat16"

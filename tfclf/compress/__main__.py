@@ -1,0 +1,100 @@
+"""Compress a finished run into verified ``.tflite`` files: ``python -m tfclf.compress
+--run_dir=RUN [--prune=0.3,0.5,0.7] [--cluster=16] [--qat] [--max_tflite_kb=300]``.
+
+With no method flags the run's best model is exported as float32, float16, dynamic-range
+and full-int8 ``.tflite`` (uint8 raw pixels in). Each file is verified with the LiteRT
+interpreter; ``RUN/compress/`` gets the files, ``labels.txt``, ``model_card.json``,
+``summary.md``/``summary.json`` and ``size_accuracy.png``. Method flags add fine-tuned
+candidates (checkpointed under ``RUN/compress/finetune/``: rerunning a killed command
+resumes). ``--max_tflite_kb`` picks the most accurate file under the budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from tfclf import cli
+
+cli.define_train_flags()  # --run_dir, and the run's flags read back from its flags.txt
+flags.DEFINE_list(
+    "modes", ["float32", "float16", "dynamic", "int8"], "TFLite modes of the run's model."
+)
+flags.DEFINE_list("method_modes", ["int8"], "TFLite modes of each fine-tuned method's model.")
+flags.DEFINE_enum("io_dtype", "uint8", ["uint8", "int8"], "Input/output type of int8 files.")
+flags.DEFINE_integer("num_calibration", 200, "Training images for int8 calibration.")
+flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (a sweep).")
+flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
+flags.DEFINE_bool("prune_ends", False, "Also prune the stem convolution and the classifier.")
+flags.DEFINE_list("cluster", [], "Weight-clustering cluster counts, e.g. 16.")
+flags.DEFINE_bool("qat", False, "Quantisation-aware fine-tuning.")
+flags.DEFINE_integer("finetune_epochs", 2, "Fine-tuning epochs of each method.")
+flags.DEFINE_float("finetune_lr", None, "Fine-tuning peak LR (default: the run's LR / 10).")
+flags.DEFINE_float("max_tflite_kb", None, "Pick the most accurate file of at most this size.")
+flags.DEFINE_integer("latency_runs", 50, "Batch-1 invocations timed per file (median).")
+flags.DEFINE_string("out", None, "Output directory (default: RUN/compress).")
+FLAGS = flags.FLAGS
+
+
+def _numbers(name: str, kind):
+    try:
+        return tuple(kind(v) for v in FLAGS[name].value)
+    except ValueError:
+        raise cli.UsageError(
+            f"--{name}: expected comma-separated {kind.__name__}s, got {','.join(FLAGS[name].value)}"
+        ) from None
+
+
+def main(argv):
+    cli.quiet_library_info()
+    if len(argv) > 1:
+        raise cli.UsageError(f"unexpected argument(s): {' '.join(argv[1:])}")
+    run = Path(FLAGS.run_dir)
+    if not FLAGS["run_dir"].present:
+        raise cli.UsageError("--run_dir is required: the run directory to compress")
+    if not (run / "best_model" / "model.keras").exists():
+        raise cli.UsageError(
+            f"--run_dir: {run / 'best_model' / 'model.keras'} not found: is {run} a finished "
+            "tfclf run?"
+        )
+    from tfclf.compress.pipeline import CompressError, CompressOptions, compress_run
+
+    opts = CompressOptions(
+        modes=tuple(FLAGS.modes),
+        method_modes=tuple(FLAGS.method_modes),
+        io_dtype=FLAGS.io_dtype,
+        num_calibration=FLAGS.num_calibration,
+        prune=_numbers("prune", float),
+        prune_schedule=FLAGS.prune_schedule,
+        prune_ends=FLAGS.prune_ends,
+        cluster=_numbers("cluster", int),
+        qat=FLAGS.qat,
+        finetune_epochs=FLAGS.finetune_epochs,
+        finetune_lr=FLAGS.finetune_lr,
+        max_tflite_kb=FLAGS.max_tflite_kb,
+        latency_runs=FLAGS.latency_runs,
+        out=FLAGS.out,
+    )
+    try:
+        opts.validate()
+    except CompressError as e:
+        raise cli.UsageError(str(e)) from None
+    cfg = cli.load_run_flags(run)  # re-parses the run's flags.txt into FLAGS
+    summary = compress_run(run, opts, cfg)
+    out = Path(opts.out) if opts.out else run / "compress"
+    print(f"{len(summary['candidates'])} files verified -> {out / 'summary.md'}")
+    budget = summary.get("budget")
+    if budget:
+        if budget["picked"] is None:
+            raise cli.UsageError(
+                f"--max_tflite_kb={budget['max_tflite_kb']:g}: no file fits; the smallest is "
+                f"{budget['smallest']['name']} at {budget['smallest']['kb']:.1f} KB "
+                f"(see {out / 'summary.md'})"
+            )
+        print(f"budget {budget['max_tflite_kb']:g} KB: {out / (budget['picked'] + '.tflite')}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, lambda: FLAGS.run_dir)

@@ -1,0 +1,240 @@
+"""Compression methods as training phases (``tfclf.training.phases``): magnitude pruning,
+weight clustering and quantisation-aware training with TF-MOT, each fine-tuning a trained
+network through the ordinary training loop (so checkpoints, resume and TensorBoard work as
+in training).
+
+- Pruning: ``prune_low_magnitude`` (Zhu & Gupta 2017) with a polynomial or constant
+  sparsity schedule; the stem and the classifier stay dense by default (they are small and
+  sensitive); ``strip_pruning`` at the end. DepthwiseConv2D kernels are never pruned by
+  TF-MOT (PITFALLS).
+- Clustering: ``cluster_weights`` with k-means++ centroids, ``strip_clustering`` at the end.
+- QAT: ``quantize_model``'s scheme, with two QuantizeConfigs for layers TF-MOT's default
+  registry refuses: the squeeze-and-excitation ``Multiply`` and a batch normalisation not
+  preceded by a convolution (pre-activation nets): neither has weights to quantise, so both
+  quantise their output with an 8-bit moving-average quantizer (the pattern of mo#408 and
+  TF Model Garden's quantised SE layer). After pruning or clustering, the sparsity- or
+  cluster-preserving scheme (TF-MOT's collaborative optimisation) keeps what they gained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from tfclf.keras import keras
+from tfclf.training.phases import Phase, PhaseContext
+from tfclf.training.trainer import transfer_weights
+
+sparsity = tfmot.sparsity.keras
+clustering = tfmot.clustering.keras
+quantization = tfmot.quantization.keras
+
+PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)
+
+
+class OutputQuantizeConfig(quantization.QuantizeConfig):
+    """For a layer without weights: only its output is quantised (8-bit, asymmetric)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [
+            quantization.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self):
+        return {}
+
+
+def kernel_layers(model: keras.Model) -> list:
+    """Conv2D and Dense layers: what TF-MOT prunes and clusters (not depthwise kernels)."""
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, PRUNABLE) and not isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]
+
+
+def prunable_layers(model: keras.Model, *, keep_ends_dense: bool = True) -> list[str]:
+    """Names of the layers pruned: every kernel layer but (by default) the first
+    convolution and the last dense layer (the classifier)."""
+    names = [layer.name for layer in kernel_layers(model)]
+    if keep_ends_dense:
+        convs = [n for n in names if isinstance(model.get_layer(n), keras.layers.Conv2D)]
+        dense = [n for n in names if isinstance(model.get_layer(n), keras.layers.Dense)]
+        skip = set(convs[:1] + dense[-1:])
+        names = [n for n in names if n not in skip]
+    return names
+
+
+def layer_sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of zero kernel weights per Conv/Dense layer of a stripped model."""
+    return {
+        layer.name: float(1 - np.count_nonzero(layer.kernel.numpy()) / np.size(layer.kernel))
+        for layer in kernel_layers(model)
+    }
+
+
+class FromTrained(Phase):
+    """Starts from a trained network's weights (matched by layer name)."""
+
+    def __init__(self, trained: keras.Model):
+        self.trained = trained
+
+    def wrap(self, model, ctx):
+        transfer_weights(self.trained, model)
+        return model
+
+
+class PrunePhase(FromTrained):
+    """Magnitude pruning to ``target`` sparsity over the first ``ramp`` fraction of the
+    fine-tuning steps (polynomial schedule), or at once (``schedule="constant"``)."""
+
+    name = "prune"
+
+    def __init__(
+        self,
+        trained: keras.Model,
+        target: float,
+        *,
+        schedule: str = "polynomial",
+        ramp: float = 0.7,
+        frequency: int = 50,
+        keep_ends_dense: bool = True,
+    ):
+        if not 0 < target < 1:
+            raise ValueError(f"--prune: a sparsity must be in (0, 1), got {target}")
+        super().__init__(trained)
+        self.target, self.schedule, self.ramp = target, schedule, ramp
+        self.frequency, self.keep_ends_dense = frequency, keep_ends_dense
+
+    def wrap(self, model, ctx: PhaseContext):
+        model = super().wrap(model, ctx)
+        total = max(1, ctx.stage.epochs * ctx.steps_per_epoch)
+        freq = max(1, min(self.frequency, total // 10))
+        if self.schedule == "constant":
+            sched = sparsity.ConstantSparsity(self.target, begin_step=0, frequency=freq)
+        else:
+            end = max(freq, int(total * self.ramp))
+            sched = sparsity.PolynomialDecay(0.0, self.target, 0, end, frequency=freq)
+        names = set(prunable_layers(model, keep_ends_dense=self.keep_ends_dense))
+
+        def clone(layer):
+            if layer.name in names:
+                return sparsity.prune_low_magnitude(layer, pruning_schedule=sched)
+            return layer
+
+        return keras.models.clone_model(model, clone_function=clone)
+
+    def callbacks(self, model, ctx):
+        return [sparsity.UpdatePruningStep()]
+
+    def finish(self, model):
+        return sparsity.strip_pruning(model)
+
+
+class ClusterPhase(FromTrained):
+    """Weight clustering: every clusterable kernel shares ``clusters`` values."""
+
+    name = "cluster"
+
+    def __init__(self, trained: keras.Model, clusters: int):
+        if clusters < 2:
+            raise ValueError(f"--cluster: the number of clusters must be >= 2, got {clusters}")
+        super().__init__(trained)
+        self.clusters = clusters
+
+    def wrap(self, model, ctx):
+        model = super().wrap(model, ctx)
+        init = clustering.CentroidInitialization.KMEANS_PLUS_PLUS
+        names = {layer.name for layer in kernel_layers(model)}
+
+        def clone(layer):
+            if layer.name in names:
+                return clustering.cluster_weights(
+                    layer, number_of_clusters=self.clusters, cluster_centroids_init=init
+                )
+            return layer
+
+        return keras.models.clone_model(model, clone_function=clone)
+
+    def finish(self, model):
+        return clustering.strip_clustering(model)
+
+
+def _graph(model: keras.Model) -> tuple[dict, dict]:
+    """Each layer's single parent (when it has one) and each layer's number of consumers."""
+    parent, consumers = {}, {layer.name: 0 for layer in model.layers}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            parents = node.inbound_layers
+            parents = parents if isinstance(parents, list) else [parents]
+            for p in parents:
+                consumers[p.name] = consumers.get(p.name, 0) + 1
+            if len(parents) == 1:
+                parent[layer.name] = parents[0]
+    return parent, consumers
+
+
+def output_only_layers(model: keras.Model) -> list[str]:
+    """Layers TF-MOT's default registry refuses that we quantise by their output only: every
+    ``Multiply`` (SE gate) and every batch normalisation that ``quantize_apply`` will not
+    fold, i.e. one not fed by a convolution whose only consumer it is (pre-activation nets)."""
+    parent, consumers = _graph(model)
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Multiply):
+            names.append(layer.name)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            p = parent.get(layer.name)
+            if not (isinstance(p, keras.layers.Conv2D) and consumers[p.name] == 1):
+                names.append(layer.name)
+    return names
+
+
+def quantize(model: keras.Model, scheme=None) -> keras.Model:
+    """``model`` made quantisation-aware (TF-MOT's default 8-bit scheme or ``scheme``)."""
+    output_only = set(output_only_layers(model))
+
+    def annotate(layer):
+        if layer.name in output_only:
+            return quantization.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        return layer
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated = quantization.quantize_annotate_model(annotated)
+    scheme = scheme or quantization.default_8bit.Default8BitQuantizeScheme()
+    with quantization.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig}):
+        return quantization.quantize_apply(annotated, scheme)
+
+
+class QATPhase(FromTrained):
+    """Quantisation-aware fine-tuning. ``preserve="sparsity"`` or ``"clusters"`` uses the
+    collaborative scheme that keeps a pruned or clustered model's zeros or centroids."""
+
+    name = "qat"
+
+    def __init__(self, trained: keras.Model, preserve: str | None = None):
+        super().__init__(trained)
+        combine = tfmot.experimental.combine
+        self.scheme = {
+            None: None,
+            "sparsity": combine.Default8BitPrunePreserveQuantizeScheme(),
+            "clusters": combine.Default8BitClusterPreserveQuantizeScheme(),
+        }[preserve]
+        self.preserve = preserve
+
+    def wrap(self, model, ctx):
+        return quantize(super().wrap(model, ctx), self.scheme)

@@ -1,0 +1,404 @@
+"""From a finished run to verified ``.tflite`` candidates, a summary and a byte-budget pick.
+
+``compress_run(run_dir, options)``: the run's best (raw-pixel) model is exported in every
+TFLite mode; each method asked for (a pruning sweep, clustering, QAT and the QAT that keeps
+a pruned or clustered model's structure) fine-tunes the trained network through the
+training loop (``tfclf.training.train`` with a phase, in ``RUN/compress/finetune/NAME``, so
+a killed rerun resumes) and is exported too. Every file is verified with LiteRT on the
+run's validation split (and its test split when the source has one). Reports 000 and 003
+ask for exactly this table: non-zero parameters, gzip size and accuracy per method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from tfclf.config import ScheduleConfig, Stage, TrainConfig
+from tfclf.data import Normalizer, prepare_data
+from tfclf.data.pipeline import resize_images
+from tfclf.export import tflite
+from tfclf.export.deploy import deployable, model_card, trained_part, write_labels
+from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfclf.keras import keras
+
+
+class CompressError(ValueError):
+    """A bad compression request (the message names the flag or file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressOptions:
+    modes: tuple[str, ...] = tflite.MODES
+    method_modes: tuple[str, ...] = ("int8",)
+    io_dtype: str = "uint8"
+    num_calibration: int = 200
+    prune: tuple[float, ...] = ()
+    prune_schedule: str = "polynomial"
+    prune_ends: bool = False  # prune the stem and the classifier too
+    cluster: tuple[int, ...] = ()
+    qat: bool = False
+    finetune_epochs: int = 2
+    finetune_lr: float | None = None  # default: the run's peak LR / 10
+    max_tflite_kb: float | None = None
+    latency_runs: int = 50
+    out: str | None = None  # default RUN/compress
+
+    def validate(self) -> None:
+        for s in self.prune:
+            if not 0 < s < 1:
+                raise CompressError(f"--prune: a sparsity must be in (0, 1), got {s}")
+        for k in self.cluster:
+            if k < 2:
+                raise CompressError(f"--cluster: clusters must be >= 2, got {k}")
+        for m in (*self.modes, *self.method_modes):
+            if m not in tflite.MODES:
+                raise CompressError(f"--modes: {m!r} is not one of {', '.join(tflite.MODES)}")
+        if self.finetune_epochs < 1:
+            raise CompressError(f"--finetune_epochs must be >= 1, got {self.finetune_epochs}")
+        if self.max_tflite_kb is not None and self.max_tflite_kb <= 0:
+            raise CompressError(f"--max_tflite_kb must be positive, got {self.max_tflite_kb}")
+
+
+@dataclasses.dataclass
+class Candidate:
+    name: str  # file stem, e.g. "prune50_int8"
+    method: str  # "trained", "prune 0.5", "cluster 16", "qat", ...
+    mode: str
+    file: str
+    size_bytes: int
+    gzip_bytes: int
+    accuracy: float
+    agreement: float | None
+    latency_ms: float
+    keras_accuracy: float  # the method's float Keras model
+    params: int
+    nonzero_params: int
+    splits: dict
+    io: dict
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
+    """(name, label, phase factory taking the trained network) per requested method."""
+    from tfclf.compress import methods as m
+
+    out = []
+    for s in opts.prune:
+        out.append(
+            (
+                f"prune{round(s * 100):02d}",
+                f"prune {s:g}",
+                lambda net, s=s: m.PrunePhase(
+                    net, s, schedule=opts.prune_schedule, keep_ends_dense=not opts.prune_ends
+                ),
+            )
+        )
+    for k in opts.cluster:
+        out.append((f"cluster{k}", f"cluster {k}", lambda net, k=k: m.ClusterPhase(net, k)))
+    if opts.qat:
+        out.append(("qat", "qat", lambda net: m.QATPhase(net)))
+    return out
+
+
+def finetune_config(cfg: TrainConfig, run_dir: Path, size: int, opts: CompressOptions):
+    """The run's config, fine-tuning at the deployed resolution for a few epochs, float32
+    (QAT and TF-MOT wrappers are float32 graphs)."""
+    last = cfg.stages[-1]
+    schedule = ScheduleConfig(
+        kind="cosine",
+        lr=opts.finetune_lr or last.schedule.lr / 10,
+        epochs=opts.finetune_epochs,
+        warmup_epochs=0.0,
+    )
+    return dataclasses.replace(
+        cfg,
+        run_dir=str(run_dir),
+        stages=(Stage(size=size, schedule=schedule, train="all", augment=last.augment),),
+        precision="float32",
+        strategy="default",
+        early_stopping=0,
+        val_every=1,
+        time_budget=0.0,
+    )
+
+
+class _Data:
+    """The run's data at the deployed resolution, as raw uint8 pixels."""
+
+    def __init__(self, cfg: TrainConfig, size: int, num_calibration: int):
+        data, self.norm = prepare_data(cfg)
+        self.class_names = data.class_names
+        self.splits = {"val": data.val}
+        if data.test is not None:
+            self.splits["test"] = data.test
+        self.arrays = {
+            k: (resize_images(s.images, size).numpy(), s.labels) for k, s in self.splits.items()
+        }
+        rng = np.random.default_rng(cfg.seed)
+        pick = rng.choice(len(data.train), min(num_calibration, len(data.train)), replace=False)
+        self.calibration = resize_images(data.train.images[np.sort(pick)], size).numpy()
+
+
+def _keras_logits(model: keras.Model, arrays) -> dict[str, np.ndarray]:
+    return {
+        k: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+        for k, (x, _) in arrays.items()
+    }
+
+
+def _export(
+    name: str,
+    label: str,
+    deploy: keras.Model,
+    modes,
+    data: _Data,
+    out: Path,
+    opts: CompressOptions,
+    *,
+    quantized: bool = False,
+    extra: dict | None = None,
+) -> list[Candidate]:
+    logits = _keras_logits(deploy, data.arrays)
+    keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
+    net = trained_part(deploy)
+    params = int(net.count_params())
+    nonzero = int(sum(np.count_nonzero(w) for w in net.get_weights()))
+    found = []
+    for mode in modes:
+        start = time.perf_counter()
+        blob = tflite.convert(
+            deploy,
+            mode,
+            representative=data.calibration,
+            io_dtype=opts.io_dtype,
+            num_calibration=opts.num_calibration,
+            quantized=quantized,
+        )
+        path = out / f"{name}_{mode}.tflite"
+        atomic_write_bytes(blob, path)
+        rep = tflite.verify(path, data.arrays, reference=logits, latency_runs=opts.latency_runs)
+        found.append(
+            Candidate(
+                name=f"{name}_{mode}",
+                method=label,
+                mode=mode,
+                file=path.name,
+                size_bytes=rep.size_bytes,
+                gzip_bytes=rep.gzip_bytes,
+                accuracy=rep.accuracy,
+                agreement=rep.agreement,
+                latency_ms=rep.latency_ms,
+                keras_accuracy=keras_acc,
+                params=params,
+                nonzero_params=nonzero,
+                splits=rep.splits,
+                io=rep.io,
+                extra=extra or {},
+            )
+        )
+        logging.info(
+            "%-22s %8.1f KB (gzip %7.1f KB)  val %.4f (Keras %.4f, agreement %.4f)  "
+            "%.2f ms  [%.1f s]",
+            path.name,
+            rep.size_bytes / 1024,
+            rep.gzip_bytes / 1024,
+            rep.accuracy,
+            keras_acc,
+            rep.agreement,
+            rep.latency_ms,
+            time.perf_counter() - start,
+        )
+    return found
+
+
+def pick_under_budget(candidates: list[Candidate], max_kb: float) -> Candidate | None:
+    """The most accurate file whose raw size is at most ``max_kb`` KiB (ties: smaller)."""
+    fits = [c for c in candidates if c.size_bytes <= max_kb * 1024]
+    return max(fits, key=lambda c: (c.accuracy, -c.size_bytes)) if fits else None
+
+
+def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -> dict:
+    """Exports, fine-tunes and verifies as described in the module docstring; returns the
+    summary written to ``OUT/summary.json``."""
+    from tfclf.training.trainer import train
+
+    opts.validate()
+    run = Path(run_dir)
+    model_path = run / "best_model" / "model.keras"
+    if not model_path.exists():
+        raise CompressError(f"{model_path} not found: is {run} a finished tfclf run?")
+    out = Path(opts.out) if opts.out else run / "compress"
+    out.mkdir(parents=True, exist_ok=True)
+    deploy = keras.models.load_model(model_path, compile=False)
+    if trained_part(deploy) is deploy:
+        raise CompressError(
+            f"{model_path} takes normalised images (a run from before raw-pixel export): "
+            "rerun python -m tfclf.train with the same flags to re-export it"
+        )
+    size = deploy.input_shape[1]
+    data = _Data(cfg, size, opts.num_calibration)
+    start = time.perf_counter()
+    candidates = _export("trained", "trained", deploy, opts.modes, data, out, opts)
+    net = trained_part(deploy)
+    for name, label, make_phase in _methods(opts):
+        logging.info("method %s: fine-tuning %d epoch(s)", label, opts.finetune_epochs)
+        ft_cfg = finetune_config(cfg, out / "finetune" / name, size, opts)
+        phase = make_phase(net)
+        result = train(ft_cfg, phase)
+        extra = {}
+        if name.startswith("prune"):
+            from tfclf.compress.methods import layer_sparsity
+
+            extra["layer_sparsity"] = layer_sparsity(result.model)
+        candidates += _export(
+            name,
+            label,
+            deployable(result.model, data.norm),
+            opts.method_modes,
+            data,
+            out,
+            opts,
+            quantized=name == "qat",
+            extra=extra,
+        )
+    summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
+    write_summary(out, summary, candidates, opts)
+    write_labels(data.class_names, out / "labels.txt")
+    atomic_write_json(
+        _card(deploy, data.class_names, data.norm, candidates), out / "model_card.json"
+    )
+    return summary
+
+
+def _card(deploy, class_names, norm: Normalizer, candidates: list[Candidate]) -> dict:
+    card = model_card(deploy, class_names, norm)
+    card["files"] = {
+        c.file: {
+            "input": c.io["input"] | {"shape": [1, *c.io["input"]["shape"][1:]]},
+            "output": c.io["output"] | {"shape": [1, *c.io["output"]["shape"][1:]]},
+            "val_accuracy": c.accuracy,
+            "note": (
+                "uint8 input = raw pixel value"
+                if c.io["input"]["dtype"] == "uint8"
+                else "int8 input = raw pixel value - 128"
+                if c.io["input"]["dtype"] == "int8"
+                else "float32 input = raw pixel value 0-255"
+            ),
+        }
+        for c in candidates
+    }
+    return card
+
+
+def _summary(candidates, opts, data, deploy, seconds) -> dict:
+    base = {c.mode: c for c in candidates if c.method == "trained"}
+    summary = {
+        "model": trained_part(deploy).name,
+        "input_shape": list(deploy.input_shape[1:]),
+        "classes": list(map(str, data.class_names)),
+        "splits": {k: len(v) for k, v in data.splits.items()},
+        "seconds": round(seconds, 1),
+        "candidates": [dataclasses.asdict(c) for c in candidates],
+    }
+    if "float32" in base:
+        f32 = base["float32"]
+        for c in summary["candidates"]:
+            c["size_vs_float32"] = c["size_bytes"] / f32.size_bytes
+            c["latency_vs_float32"] = c["latency_ms"] / f32.latency_ms
+    if opts.max_tflite_kb:
+        best = pick_under_budget(candidates, opts.max_tflite_kb)
+        smallest = min(candidates, key=lambda c: c.size_bytes)
+        summary["budget"] = {
+            "max_tflite_kb": opts.max_tflite_kb,
+            "fits": [c.name for c in candidates if c.size_bytes <= opts.max_tflite_kb * 1024],
+            "picked": best.name if best else None,
+            "smallest": {"name": smallest.name, "kb": smallest.size_bytes / 1024},
+        }
+    return summary
+
+
+def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -> None:
+    atomic_write_json(summary, out / "summary.json")
+    rows = [
+        "| file | method | mode | size KB | gzip KB | non-zero params | val acc | Keras acc "
+        "| agreement | latency ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in candidates:
+        rows.append(
+            f"| {c.file} | {c.method} | {c.mode} | {c.size_bytes / 1024:.1f} | "
+            f"{c.gzip_bytes / 1024:.1f} | {c.nonzero_params:,} / {c.params:,} | "
+            f"{c.accuracy:.4f} | {c.keras_accuracy:.4f} | {c.agreement:.4f} | "
+            f"{c.latency_ms:.2f} |"
+        )
+    lines = [
+        f"# Compression of {summary['model']} ({summary['seconds']:.0f} s)",
+        "",
+        f"Input {summary['input_shape']} raw pixels; validation split "
+        f"{summary['splits']['val']} images. Accuracy and agreement (top-1 with the float "
+        "Keras model of the same method) are measured on each file with the LiteRT "
+        "interpreter; latency is the median of single-threaded batch-1 runs on this machine.",
+        "",
+        *rows,
+        "",
+    ]
+    budget = summary.get("budget")
+    if budget:
+        lines.append(f"## Budget: {budget['max_tflite_kb']:g} KB (raw file size)")
+        lines.append("")
+        if budget["picked"]:
+            lines.append(
+                f"Picked **{budget['picked']}**, the most accurate of the "
+                f"{len(budget['fits'])} file(s) under the budget: {', '.join(budget['fits'])}."
+            )
+        else:
+            lines.append(
+                f"No file fits; the smallest reached is {budget['smallest']['name']} "
+                f"({budget['smallest']['kb']:.1f} KB)."
+            )
+        lines.append("")
+    lines.append("![size vs accuracy](size_accuracy.png)")
+    atomic_write_text("\n".join(lines) + "\n", out / "summary.md")
+    plot_size_accuracy(candidates, out / "size_accuracy.png", opts.max_tflite_kb)
+
+
+def plot_size_accuracy(candidates: list[Candidate], path: Path, budget_kb=None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = list(dict.fromkeys(c.method for c in candidates))
+    for i, method in enumerate(methods):
+        cs = [c for c in candidates if c.method == method]
+        ax.scatter(
+            [c.size_bytes / 1024 for c in cs],
+            [100 * c.accuracy for c in cs],
+            label=method,
+            color=plt.cm.tab10(i % 10),
+        )
+        for c in cs:
+            ax.annotate(c.mode, (c.size_bytes / 1024, 100 * c.accuracy), fontsize=7)
+    if budget_kb:
+        ax.axvline(budget_kb, color="gray", ls="--", label=f"budget {budget_kb:g} KB")
+    ax.set_xscale("log")
+    ax.set_xlabel(".tflite size (KB, log scale)")
+    ax.set_ylabel("validation accuracy (%), measured on the file")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def load_summary(out: Path) -> dict:
+    return json.loads((Path(out) / "summary.json").read_text())

@@ -1,0 +1,131 @@
+"""Any file tfclf exports, loaded behind one interface: ``load_classifier(path)``.
+
+``.tflite`` (LiteRT interpreter), an inference SavedModel directory (``serving_default``)
+or a ``.keras`` model; all take raw pixels. Class names come from ``labels.txt`` beside the
+file, else from ``model_card.json``, else are the class indices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used (the message names it)."""
+
+
+def _class_names(path: Path, num_classes: int) -> list[str]:
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder / "labels.txt", folder.parent / "labels.txt"):
+        if candidate.exists():
+            names = candidate.read_text().splitlines()
+            if len(names) == num_classes:
+                return names
+    card = folder / "model_card.json"
+    if card.exists():
+        names = json.loads(card.read_text()).get("classes", [])
+        if len(names) == num_classes:
+            return names
+    return [str(i) for i in range(num_classes)]
+
+
+class Classifier:
+    """``logits(pixels)`` for uint8/float NHWC raw pixels at ``input_shape``."""
+
+    path: Path
+    kind: str
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TFLiteClassifier(Classifier):
+    kind = "tflite"
+
+    def __init__(self, path: Path):
+        from tfclf.export import tflite
+
+        try:
+            self.interp = tflite.interpreter(path)
+        except tflite.ConversionError as e:
+            raise ModelFileError(str(e)) from None
+        detail = self.interp.get_input_details()[0]
+        self.input_shape = tuple(int(d) for d in detail["shape"][1:])
+        out = self.interp.get_output_details()[0]["shape"]
+        self.path, self.class_names = path, _class_names(path, int(out[-1]))
+
+    def logits(self, pixels):
+        from tfclf.export import tflite
+
+        return tflite.predict(self.interp, pixels)
+
+
+class SavedModelClassifier(Classifier):
+    kind = "saved_model"
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        try:
+            self.fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelFileError(f"{path}: not an inference SavedModel ({e})") from None
+        spec = list(self.fn.structured_input_signature[1].values())[0]
+        self.input_name = list(self.fn.structured_input_signature[1])[0]
+        self.input_shape = tuple(int(d) for d in spec.shape[1:])
+        out = list(self.fn.structured_outputs.values())[0]
+        self.path, self.class_names = path, _class_names(path, int(out.shape[-1]))
+
+    def logits(self, pixels):
+        import tensorflow as tf
+
+        out = []
+        for i in range(0, len(pixels), 256):
+            x = tf.constant(pixels[i : i + 256], tf.float32)
+            out.append(list(self.fn(**{self.input_name: x}).values())[0].numpy())
+        return np.concatenate(out)
+
+
+class KerasClassifier(Classifier):
+    kind = "keras"
+
+    def __init__(self, path: Path):
+        from tfclf.export.deploy import trained_part
+        from tfclf.keras import keras
+
+        try:
+            self.model = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{path}: cannot load this .keras file ({first})") from None
+        if trained_part(self.model) is self.model:
+            raise ModelFileError(
+                f"{path} takes normalised images (exported before raw-pixel models): "
+                "re-export it by rerunning its training command"
+            )
+        self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
+        self.path = path
+        self.class_names = _class_names(path, int(self.model.output_shape[-1]))
+
+    def logits(self, pixels):
+        return self.model.predict(pixels.astype(np.float32), batch_size=256, verbose=0)
+
+
+def load_classifier(path: str | Path) -> Classifier:
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if path.is_dir() and (path / "saved_model" / "saved_model.pb").exists():
+        path = path / "saved_model"  # a best_model/ directory
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        return SavedModelClassifier(path)
+    if path.suffix == ".tflite":
+        return TFLiteClassifier(path)
+    if path.suffix == ".keras":
+        return KerasClassifier(path)
+    raise ModelFileError(f"{path}: not a .tflite file, a .keras file or a SavedModel directory")

@@ -1,0 +1,229 @@
+"""TFLite export and verification of the file itself with the LiteRT interpreter.
+
+Every file takes raw pixels, like the Keras model it comes from (``deploy.deployable``):
+float32 0-255 for the float, float16 and dynamic-range files, and for full-integer files
+``uint8`` (or ``int8``) whose quantisation is pinned to scale 1: a uint8 input *is* the
+pixel value (int8: pixel - 128). The representative dataset (real training images, batch 1
+per sample, PITFALLS tf#47027) gets one extra sample holding a 0 and a 255 so that the
+input's calibrated range is exactly 0-255 whatever the images' own extremes; the scale and
+zero point actually written are read back from the file into its model card.
+
+Verification (``verify``) runs the ``.tflite`` bytes with ``ai_edge_litert`` on real
+images: accuracy, top-1 agreement with the float Keras model, file and gzip size, and
+batch-1 latency (median of N single-threaded invocations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import re
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfclf.keras import keras
+
+MODES = ("float32", "float16", "dynamic", "int8")
+IO_DTYPES = ("uint8", "int8")
+
+
+class ConversionError(RuntimeError):
+    """A model that the TFLite converter refuses; the message is one line."""
+
+
+def _representative(images: np.ndarray, count: int, seed: int):
+    """A generator function over ``count`` training images (uint8 NHWC), float32 batch 1,
+    preceded by the range anchor described in the module docstring."""
+    rng = np.random.default_rng(seed)
+    picked = images[rng.choice(len(images), min(count, len(images)), replace=False)]
+
+    def gen():
+        anchor = picked[0].astype(np.float32).copy()
+        anchor.flat[0], anchor.flat[-1] = 0.0, 255.0
+        yield [anchor[None]]
+        for image in picked:
+            yield [image[None].astype(np.float32)]
+
+    return gen
+
+
+def _first_error_line(exc: Exception) -> str:
+    """The converter's first ``error:`` line and the layer it names, from its long log."""
+    text = str(exc)
+    line = next((ln for ln in text.splitlines() if "error:" in ln), text.splitlines()[0])
+    layer = re.search(r'loc\((?:fused\[)?"([^"@:]+)', line)
+    message = line.split("error:", 1)[-1].strip()
+    return f"layer {layer.group(1)!r}: {message}" if layer else message
+
+
+def convert(
+    model: keras.Model,
+    mode: str,
+    *,
+    representative: np.ndarray | None = None,
+    io_dtype: str = "uint8",
+    num_calibration: int = 200,
+    seed: int = 0,
+    quantized: bool = False,
+) -> bytes:
+    """The ``.tflite`` bytes of ``model`` (a raw-pixel deployable model).
+
+    ``mode``: ``float32``; ``float16`` (weights stored as float16); ``dynamic`` (int8
+    weights, float activations); ``int8`` (full integer, ``io_dtype`` input and output,
+    calibrated on ``representative`` uint8 images at the model's resolution). A QAT model
+    (``quantized=True``) carries its own ranges and needs no representative data.
+    """
+    if mode not in MODES:
+        raise ValueError(f"TFLite mode {mode!r} is not one of {', '.join(MODES)}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None and not quantized:
+            raise ValueError("int8 conversion needs representative images")
+        if representative is not None:
+            converter.representative_dataset = _representative(
+                representative, num_calibration, seed
+            )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(io_dtype)
+        converter.inference_output_type = tf.as_dtype(io_dtype)
+    try:
+        with warnings.catch_warnings():  # about the float input we calibrate on purpose
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs")
+            return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError with pages of MLIR log
+        raise ConversionError(
+            f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
+        ) from None
+
+
+def interpreter(model: bytes | str | Path, num_threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        if isinstance(model, bytes):
+            return Interpreter(model_content=model, num_threads=num_threads)
+        return Interpreter(model_path=str(model), num_threads=num_threads)
+    except (ValueError, RuntimeError) as exc:
+        where = "the model bytes" if isinstance(model, bytes) else str(model)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"{where} is not a valid .tflite file: {first}") from None
+
+
+def io_spec(interp) -> dict:
+    """Input/output dtype, shape and quantisation (scale, zero point) of a file."""
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def spec(d):
+        scale, zero = d["quantization"]
+        q = {"scale": float(scale), "zero_point": int(zero)} if scale else None
+        return {"dtype": np.dtype(d["dtype"]).name, "shape": d["shape"].tolist(), "quant": q}
+
+    return {"input": spec(inp), "output": spec(out)}
+
+
+def _to_input(pixels: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return pixels.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(pixels.astype(np.float32) / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _from_output(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind == "f" or not scale:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero) * scale
+
+
+def predict(interp, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Float logits of the file on raw-pixel images (uint8 or float 0-255, NHWC)."""
+    inp = interp.get_input_details()[0]
+    out_index = interp.get_output_details()[0]["index"]
+    outputs, allocated = [], None
+    for i in range(0, len(pixels), batch_size):
+        batch = pixels[i : i + batch_size]
+        if allocated != len(batch):
+            interp.resize_tensor_input(inp["index"], [len(batch), *pixels.shape[1:]])
+            interp.allocate_tensors()
+            allocated = len(batch)
+            inp = interp.get_input_details()[0]
+        interp.set_tensor(inp["index"], _to_input(batch, inp))
+        interp.invoke()
+        outputs.append(_from_output(interp.get_tensor(out_index), interp.get_output_details()[0]))
+    return np.concatenate(outputs)
+
+
+def latency_ms(model: bytes | str | Path, shape, runs: int = 50, warmup: int = 5) -> float:
+    """Median single-threaded batch-1 latency in milliseconds."""
+    interp = interpreter(model, num_threads=1)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    x = _to_input(np.random.default_rng(0).uniform(0, 255, (1, *shape)), inp)
+    times = []
+    for i in range(warmup + runs):
+        interp.set_tensor(inp["index"], x)
+        t = time.perf_counter()
+        interp.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+@dataclasses.dataclass
+class FileReport:
+    """What ``verify`` measured on one file."""
+
+    path: str
+    size_bytes: int
+    gzip_bytes: int
+    accuracy: float
+    agreement: float | None  # top-1 agreement with the float Keras model
+    latency_ms: float
+    io: dict
+    splits: dict  # split name -> accuracy
+
+    @property
+    def size_kb(self) -> float:
+        return self.size_bytes / 1024
+
+
+def verify(
+    path: str | Path,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    reference: dict[str, np.ndarray] | None = None,
+    latency_runs: int = 50,
+) -> FileReport:
+    """Scores the file at ``path`` on each ``splits[name] = (uint8 images, labels)`` (the
+    first split is the headline accuracy), its agreement with ``reference[name]`` (the float
+    model's logits) and its batch-1 latency."""
+    data = Path(path).read_bytes()
+    interp = interpreter(data)
+    accuracies, agreement = {}, None
+    for name, (images, labels) in splits.items():
+        top1 = predict(interp, images).argmax(-1)
+        accuracies[name] = float((top1 == labels).mean())
+        if reference is not None and agreement is None and name in reference:
+            agreement = float((top1 == reference[name].argmax(-1)).mean())
+    first = next(iter(splits.values()))[0]
+    return FileReport(
+        path=str(path),
+        size_bytes=len(data),
+        gzip_bytes=len(gzip.compress(data, 9)),
+        accuracy=accuracies[next(iter(splits))],
+        agreement=agreement,
+        latency_ms=latency_ms(data, first.shape[1:], runs=latency_runs),
+        io=io_spec(interp),
+        splits=accuracies,
+    )

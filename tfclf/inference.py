@@ -1,0 +1,97 @@
+"""Images from paths for prediction: single files, plain folders, or folders of class
+subfolders (labelled, so accuracy can be computed). Decoding is the training loader's
+(``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfclf.data.sources import IMAGE_EXTENSIONS, decode_image
+
+
+class ImageError(ValueError):
+    """An input that cannot be classified (the message names the file or folder)."""
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def collect_images(inputs: list[Path], class_names: list[str]) -> list[tuple[Path, int | None]]:
+    """(path, label or None) for every file: a folder whose subfolders are named after the
+    model's classes is labelled by them; any other folder is a list of images."""
+    items = []
+    for path in inputs:
+        if not path.exists():
+            raise ImageError(f"{path}: no such file or folder")
+        if path.is_file():
+            items.append((path, None))
+            continue
+        subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if subdirs:
+            unknown = [d.name for d in subdirs if d.name not in class_names]
+            if unknown:
+                raise ImageError(
+                    f"{path}: subfolder(s) {', '.join(unknown)} are not classes of the model "
+                    f"({', '.join(class_names)})"
+                )
+            for d in subdirs:
+                items += [(p, class_names.index(d.name)) for p in _images_in(d)]
+        else:
+            items += [(p, None) for p in _images_in(path)]
+    return items
+
+
+def image_channels(path: Path) -> int | None:
+    """1 for grayscale files, 3 for colour ones (RGBA and palette count as colour), None
+    when the file cannot be opened."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    except Exception:
+        return None
+
+
+def load_images(
+    items: list[tuple[Path, int | None]],
+    input_shape: tuple[int, int, int],
+    *,
+    convert_channels: bool = False,
+) -> tuple[np.ndarray, list, list]:
+    """uint8 NHWC pixels resized to ``input_shape``, the (path, label) kept, and the
+    (path, reason) skipped."""
+    h, w, c = input_shape
+    pixels, kept, skipped = [], [], []
+    for path, label in items:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append((path, f"not an image extension ({', '.join(IMAGE_EXTENSIONS)})"))
+            continue
+        have = image_channels(path)
+        if have is not None and have != c and not convert_channels:
+            raise ImageError(
+                f"{path} has {have} channel(s) but the model takes {c}: pass "
+                "--convert_channels to convert it"
+            )
+        image, problem = decode_image(path, c, None)
+        if problem:
+            skipped.append((path, problem))
+            continue
+        if image.shape[:2] != (h, w):
+            from PIL import Image
+
+            mode = "L" if c == 1 else "RGB"
+            resized = Image.fromarray(image.squeeze(-1) if c == 1 else image, mode)
+            image = np.asarray(resized.resize((w, h), Image.BILINEAR)).reshape(h, w, c)
+        pixels.append(image)
+        kept.append((path, label))
+    return (np.stack(pixels) if pixels else np.zeros((0, h, w, c), np.uint8)), kept, skipped
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)

@@ -1,0 +1,69 @@
+"""Classify images with any exported tfclf model: ``python -m tfclf.predict --model=FILE
+IMAGE_OR_FOLDER...``.
+
+``FILE``: a ``.tflite``, a ``.keras`` or a SavedModel (``RUN/best_model`` works). Prints the
+top-k classes per image with their probabilities; a folder of class subfolders is scored
+and its accuracy printed. Unreadable images are skipped and named, as in training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from tfclf import cli
+
+flags.DEFINE_string("model", None, "Model file: .tflite, .keras or a SavedModel directory.")
+flags.DEFINE_integer("top_k", 3, "Classes printed per image.")
+flags.DEFINE_bool(
+    "convert_channels", False, "Convert images to the model's channel count (gray <-> RGB)."
+)
+flags.DEFINE_integer("max_print", 50, "Print at most this many per-image lines.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    cli.quiet_library_info()
+    inputs = [Path(a) for a in argv[1:]]
+    if FLAGS.model is None:
+        raise cli.UsageError("--model is required (a .tflite, .keras or SavedModel)")
+    if not inputs:
+        raise cli.UsageError("give one or more images or folders after the flags")
+    if FLAGS.top_k < 1:
+        raise cli.UsageError(f"--top_k must be >= 1, got {FLAGS.top_k}")
+    from tfclf.export.load import ModelFileError, load_classifier
+    from tfclf.inference import ImageError, collect_images, load_images, softmax
+
+    try:
+        clf = load_classifier(FLAGS.model)
+    except ModelFileError as e:
+        raise cli.UsageError(f"--model: {e}") from None
+    try:
+        items = collect_images(inputs, clf.class_names)
+        pixels, kept, skipped = load_images(
+            items, clf.input_shape, convert_channels=FLAGS.convert_channels
+        )
+    except ImageError as e:
+        raise cli.UsageError(str(e)) from None
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}")
+    if not kept:
+        raise cli.UsageError("no readable image among the inputs")
+    probs = softmax(clf.logits(pixels))
+    k = min(FLAGS.top_k, probs.shape[1])
+    for (path, _), p in list(zip(kept, probs))[: FLAGS.max_print]:
+        top = p.argsort()[::-1][:k]
+        print(f"{path}: " + ", ".join(f"{clf.class_names[i]} {p[i]:.3f}" for i in top))
+    if len(kept) > FLAGS.max_print:
+        print(f"... {len(kept) - FLAGS.max_print} more (--max_print)")
+    labelled = [(i, label) for i, (_, label) in enumerate(kept) if label is not None]
+    if labelled:
+        idx, labels = zip(*labelled)
+        acc = float((probs[list(idx)].argmax(-1) == list(labels)).mean())
+        print(f"accuracy {acc:.4f} on {len(idx)} labelled images ({clf.kind} {clf.path})")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -79,8 +79,6 @@ SAVE_LOAD_MAX_LAYERS = 1500
 
 
 def check_save_load_round_trip(name, model, tmp_path):
-    if len(model.layers) > SAVE_LOAD_MAX_LAYERS:
-        return False
     x, _ = _batch(model, n=2)
     path = tmp_path / f"{name}.keras"
     model.save(path)
@@ -89,7 +87,6 @@ def check_save_load_round_trip(name, model, tmp_path):
     np.testing.assert_allclose(
         loaded(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-4
     )
-    return True
 
 
 def check_one_training_step_lowers_the_loss(model):
@@ -120,22 +117,65 @@ def check_one_training_step_lowers_the_loss(model):
     assert min(after.values()) < float(before), (float(before), after)
 
 
+# Quantisation-aware training (issue 10): ``quantize`` builds and trains a step. Cloning
+# into QAT wrappers costs about 0.15 s a layer here, so models above QAT_MAX_LAYERS are
+# not rebuilt: they repeat the blocks of smaller registered models that are (ResNet-20 /
+# preact / SE / WRN-16 / ResNeXt-29), and the bottleneck and Res2Net blocks are covered by
+# QAT_ALSO and test_qat_bottleneck_block.
+QAT_MAX_LAYERS = 130
+QAT_ALSO = {"res2next29_2cx8wx4s"}
+
+
+def check_qat_trains_a_step(model):
+    from tfclf.compress.methods import output_only_layers, quantize
+
+    qat = quantize(model)
+    wrapped = {layer.name for layer in qat.layers if "Quantize" in type(layer).__name__}
+    assert set(output_only_layers(model)) <= {n.removeprefix("quant_") for n in wrapped}
+    qat.compile(
+        keras.optimizers.SGD(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    x, y = _batch(model)
+    losses = [qat.train_on_batch(x, y) for _ in range(2)]
+    assert np.isfinite(losses).all(), losses
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_model(name, tmp_path):
     """All checks on one build of the model (building dominates the cost)."""
     size = _sizes(name)[0]
     keras.utils.set_random_seed(SEED)
     model = create_model(name, (size, size, 3), NUM_CLASSES)
-    check_logits_at_two_sizes(name, model)
+    huge = len(model.layers) > SAVE_LOAD_MAX_LAYERS
+    if not huge:  # 3,300-layer models: the 164-layer versions' blocks are round-tripped
+        check_logits_at_two_sizes(name, model)
+        check_from_config_round_trip(model)
+        check_save_load_round_trip(name, model, tmp_path)
     check_stock_named_layers_only(model)
-    check_from_config_round_trip(model)
-    saved = check_save_load_round_trip(name, model, tmp_path)
     check_one_training_step_lowers_the_loss(model)
-    if not saved:
+    skipped = ["second size, from_config and .keras round trips"] if huge else []
+    if len(model.layers) <= QAT_MAX_LAYERS or name in QAT_ALSO:
+        check_qat_trains_a_step(model)
+    else:
+        skipped.append("QAT (QAT_MAX_LAYERS)")
+    if skipped:
         pytest.skip(
-            f"all checks passed except the .keras save/load round trip, skipped for "
-            f"{len(model.layers)} layers (see SAVE_LOAD_MAX_LAYERS)"
+            f"all checks passed; not run for {len(model.layers)} layers: {'; '.join(skipped)}"
         )
+
+
+def test_qat_bottleneck_block():
+    model = create_model(
+        "resnet_custom",
+        (16, 16, 3),
+        NUM_CLASSES,
+        block="bottleneck",
+        depths=(1, 1),
+        widths=(32, 64),
+        strides=(1, 2),
+    )
+    check_qat_trains_a_step(model)
 
 
 def test_unknown_model_lists_known_ones():

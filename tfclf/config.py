@@ -180,6 +180,12 @@ class TrainConfig:
         choices=VERBOSITY,
     )
     eval_batch_size: int = field(256, "Batch size for validation and the report.")
+    teacher: str | None = field(
+        None, "Distil from this teacher: a tfclf run directory, .keras file or SavedModel."
+    )
+    kd_alpha: float = field(0.9, "Weight of the distillation term (1 - it weights the labels).")
+    kd_temperature: float = field(4.0, "Distillation temperature T (the KL term is x T^2).")
+    kd_scale: float = field(1.0, "Extra factor on the KL term (report 000: 2).")
 
     @property
     def resolved_val_every(self) -> int:
@@ -196,6 +202,8 @@ class TrainConfig:
             if not ok:
                 errors.append(message)
 
+        check(0 <= self.kd_alpha <= 1, f"--kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        check(self.kd_temperature > 0, f"--kd_temperature must be > 0, got {self.kd_temperature}")
         for name in ("batch_size", "eval_batch_size"):
             check(getattr(self, name) > 0, f"--{name} must be positive, got {getattr(self, name)}")
         for name in ("l2", "weight_decay", "time_budget", "early_stopping", "val_every"):

@@ -17,6 +17,9 @@ from tfclf import cli
 cli.define_train_flags()  # --run_dir and the data flags, set from the run's flags.txt
 flags.DEFINE_enum("split", "val", ["val", "test", "train"], "Split to evaluate.")
 flags.DEFINE_string("out", None, "Report directory (default: RUN_DIR/report or report_SPLIT).")
+flags.DEFINE_string(
+    "model", None, "Score this exported file (.tflite, .keras, SavedModel) on the run's split."
+)
 FLAGS = flags.FLAGS
 
 
@@ -25,6 +28,8 @@ def main(argv):
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
     split_name, out = FLAGS.split, FLAGS.out
+    if FLAGS.model:
+        return score_file(run, FLAGS.model, split_name)
     if not model_path.exists():
         raise cli.UsageError(f"{model_path} not found: is {run} a finished tfclf run?")
     cfg = cli.load_run_flags(run)
@@ -59,6 +64,32 @@ def main(argv):
         files={"keras": model_path},
     )
     print(f"{split_name}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out}")
+    return 0
+
+
+def score_file(run: Path, model: str, split_name: str) -> int:
+    """Top-1 of an exported file on the run's split, computed by the file itself."""
+    from tfclf.data import prepare_data
+    from tfclf.data.pipeline import resize_images
+    from tfclf.export.load import ModelFileError, load_classifier
+
+    try:
+        clf = load_classifier(model)
+    except ModelFileError as e:
+        raise cli.UsageError(f"--model: {e}") from None
+    data, _ = prepare_data(cli.load_run_flags(run))
+    split = getattr(data, split_name)
+    if split is None:
+        raise cli.UsageError(f"the run's source has no {split_name} split")
+    h, w, c = clf.input_shape
+    if h != w or c != split.images.shape[-1]:
+        raise cli.UsageError(
+            f"--model: {model} takes {h}x{w}x{c} images; the run's are "
+            f"{'x'.join(map(str, split.images.shape[1:]))}"
+        )
+    pixels = resize_images(split.images, h).numpy()
+    top1 = float((clf.logits(pixels).argmax(-1) == split.labels).mean())
+    print(f"{split_name}: top-1 {top1:.4f} on {len(split)} images ({clf.kind} {model})")
     return 0
 
 

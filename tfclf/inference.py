@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tfclf.cli import UsageError
 from tfclf.data.sources import IMAGE_EXTENSIONS, decode_image
 
 
-class ImageError(ValueError):
+class ImageError(UsageError):
     """An input that cannot be classified (the message names the file or folder)."""
 
 

@@ -76,8 +76,31 @@ def finish_run(result, cfg) -> dict:
     metrics.update(
         {"trainable_params": report["model"]["trainable_params"], "macs": report["model"]["macs"]}
     )
+    if cfg.teacher:
+        metrics.update(teacher_metrics(cfg.teacher, result.data.val))
+        logging.info(
+            "student top-1 %.4f, teacher %s top-1 %.4f",
+            metrics["top1"],
+            cfg.teacher,
+            metrics["teacher_top1"],
+        )
     atomic_write_json(metrics, run_dir / "metrics.json")
     return metrics
+
+
+def teacher_metrics(teacher: str, split) -> dict:
+    """The teacher's top-1 on the student's validation split, for the report."""
+    import numpy as np
+
+    from tfclf.data.pipeline import resize_images
+    from tfclf.distill import load_teacher
+
+    model, (h, _, _), _ = load_teacher(teacher)
+    pixels = resize_images(split.images, h)
+    logits = np.concatenate(
+        [np.asarray(model(pixels[i : i + 256], training=False)) for i in range(0, len(split), 256)]
+    )
+    return {"teacher": teacher, "teacher_top1": float((logits.argmax(-1) == split.labels).mean())}
 
 
 def main(argv):

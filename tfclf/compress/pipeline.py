@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from tfclf.cli import UsageError
 from tfclf.config import ScheduleConfig, Stage, TrainConfig
 from tfclf.data import Normalizer, prepare_data
 from tfclf.data.pipeline import resize_images
@@ -28,7 +29,7 @@ from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
 
 
-class CompressError(ValueError):
+class CompressError(UsageError):
     """A bad compression request (the message names the flag or file)."""
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tfclf.cli import UsageError
 
-class ModelFileError(ValueError):
+
+class ModelFileError(UsageError):
     """A model file that cannot be used (the message names it)."""
 
 

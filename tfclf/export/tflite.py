@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfclf.cli import UsageError
 from tfclf.keras import keras
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("uint8", "int8")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UsageError):
     """A model that the TFLite converter refuses; the message is one line."""
 
 

@@ -28,6 +28,7 @@ class PhaseContext:
     steps_per_epoch: int
     num_classes: int
     run_dir: Path
+    normalizer: object = None  # the run's tfclf.data.Normalizer (images arrive normalised)
 
 
 class Phase:

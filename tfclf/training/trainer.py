@@ -188,7 +188,13 @@ class Trainer:
 
     def _context(self, s: int, steps_per_epoch: int) -> PhaseContext:
         return PhaseContext(
-            self.cfg, self.cfg.stages[s], s, steps_per_epoch, self.data.num_classes, self.run_dir
+            self.cfg,
+            self.cfg.stages[s],
+            s,
+            steps_per_epoch,
+            self.data.num_classes,
+            self.run_dir,
+            self.norm,
         )
 
     def _build(self, ctx: PhaseContext) -> keras.Model:
@@ -433,4 +439,15 @@ def replicas_identical(model: keras.Model) -> bool:
 
 
 def train(cfg: TrainConfig, phase: Phase | None = None) -> TrainResult:
+    """Trains ``cfg`` through ``phase`` (default: plain training; with ``cfg.teacher`` set,
+    distillation)."""
+    if phase is None and cfg.teacher:
+        from tfclf.distill import DistillPhase
+
+        phase = DistillPhase(
+            cfg.teacher,
+            alpha=cfg.kd_alpha,
+            temperature=cfg.kd_temperature,
+            kd_scale=cfg.kd_scale,
+        )
     return Trainer(cfg, phase).run()

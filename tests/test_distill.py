@@ -1,0 +1,99 @@
+"""Knowledge distillation (issue 11): the teacher stays frozen and in inference mode, the
+loss is the stated formula, and what a distilled run saves is the student alone."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_config
+
+from tfclf.distill import Distiller, DistillPhase, TeacherError
+from tfclf.keras import keras, layers
+from tfclf.training.trainer import train
+
+
+def small(name, classes=5, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, name=f"{name}_conv")(inputs)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes, name=f"{name}_logits")(x), name=name)
+
+
+def batch(n=16, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(2.0, 1.0, (n, 8, 8, 1)).astype("float32")  # far from BN's initial stats
+    return x, np.eye(classes, dtype="float32")[rng.integers(0, classes, n)]
+
+
+def test_fit_changes_the_student_only_and_keeps_the_teacher_in_inference_mode():
+    student, teacher = small("student"), small("teacher", seed=1)
+    before_t = [w.copy() for w in teacher.get_weights()]  # kernels and BN moving stats
+    before_s = [w.copy() for w in student.get_weights()]
+    d = Distiller(student=student, teacher=teacher)
+    d.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"], alpha=0.5, temperature=2.0)
+    x, y = batch()
+    history = d.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert {"student_loss", "distillation_loss", "accuracy"} <= set(history.history)
+    for a, b in zip(before_t, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not teacher.trainable
+    changed = [not np.array_equal(a, b) for a, b in zip(before_s, student.get_weights())]
+    assert all(changed)  # kernels, biases and the student's own BN statistics
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_loss_matches_a_hand_computation(alpha):
+    student, teacher = small("student"), small("teacher", seed=1)
+    t_temp, x, y = 3.0, *batch(8)
+    d = Distiller(student=student, teacher=teacher)
+    d.compile(keras.optimizers.SGD(0.0), alpha=alpha, temperature=t_temp)
+    s = student(x, training=True).numpy()
+    t = teacher(x, training=False).numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    ce = -(y * np.log(softmax(s))).sum(-1).mean()
+    p, q = softmax(t / t_temp), softmax(s / t_temp)
+    kl = (p * np.log(p / q)).sum(-1).mean()
+    expected = alpha * t_temp**2 * kl + (1 - alpha) * ce
+    total, student_loss, kd = d.distillation_losses(tf.constant(y), tf.constant(s), tf.constant(t))
+    assert float(student_loss) == pytest.approx(ce, rel=1e-5)
+    assert float(kd) == pytest.approx(kl, rel=1e-4, abs=1e-7)
+    assert float(total) == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, digits):
+    from tfclf.train import finish_run
+
+    run_dir = tmp_path_factory.mktemp("teacher") / "run"
+    cfg = tiny_config(run_dir, digits, epochs=3, model="lenet5", model_args={})
+    finish_run(train(cfg), cfg)
+    return run_dir
+
+
+def test_a_class_count_mismatch_is_one_line_naming_both(teacher_run):
+    phase = DistillPhase(str(teacher_run))
+    with pytest.raises(TeacherError, match="has 10 classes but the student's data has 4"):
+        phase.check(4, 1)
+
+
+def test_a_distilled_run_saves_and_exports_the_student_alone(teacher_run, tmp_path, digits):
+    from tfclf.train import finish_run
+
+    cfg = tiny_config(tmp_path / "student", digits, epochs=2, teacher=str(teacher_run))
+    result = train(cfg)
+    assert result.model.name == "resnet_custom"
+    metrics = finish_run(result, cfg)
+    assert 0 < metrics["teacher_top1"] <= 1 and metrics["teacher"] == str(teacher_run)
+    loaded = keras.models.load_model(tmp_path / "student" / "best_model" / "model.keras")
+    names = [w.name for w in loaded.weights]
+    assert not any("lenet" in n or "teacher" in n for n in names), names
+    assert loaded.count_params() == result.model.count_params()  # nothing of the teacher
+    saved = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert saved["teacher_top1"] == metrics["teacher_top1"]

@@ -1,0 +1,220 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean 2015; reports 000 and 003).
+
+``Distiller(student=..., teacher=...)`` is a ``keras.Model`` with the conventional Keras
+interface (keras.io "Knowledge Distillation")::
+
+    distiller.compile(optimizer, metrics, student_loss_fn, distillation_loss_fn,
+                      alpha=0.9, temperature=4)
+
+and overridden ``train_step`` / ``test_step``. The teacher is frozen and always called with
+``training=False``; gradients reach the student only. The loss is
+
+    alpha * kd_scale * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+        + (1 - alpha) * student_loss(labels, student)
+
+Note the weighting: here ``alpha`` weights the distillation term (keras.io's example weights
+the student term with it). ``T^2`` keeps the soft-target gradients' scale independent of T.
+Report 000 scales the KL term by ``2 * alpha * T^2``: pass ``kd_scale=2``.
+Losses are computed in float32 (mixed precision) per example and averaged over the global
+batch (``tf.nn.compute_average_loss``), so a distribution strategy sums them correctly;
+the student's regularisation losses are added. Labels may be soft (label smoothing, MixUp,
+CutMix): ``student_loss_fn`` is whatever the trainer uses for them.
+
+``DistillPhase`` plugs the Distiller into the training loop: the saved and exported model
+is the student alone. The teacher is a tfclf run directory, a ``.keras`` file or an
+inference SavedModel; it takes raw pixels (its own normalisation is inside it), so the
+student's normalised batch is mapped back to pixels and resized to the teacher's resolution
+inside the step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfclf.cli import UsageError
+from tfclf.keras import keras
+from tfclf.training.phases import Phase, PhaseContext
+
+
+def _per_example(fn):
+    """``fn`` (a Keras loss) returning per-example values, so the step can average them
+    over the global batch."""
+    if isinstance(fn, keras.losses.Loss):
+        return type(fn).from_config({**fn.get_config(), "reduction": "none"})
+    return fn
+
+
+class Distiller(keras.Model):
+    def __init__(self, student: keras.Model, teacher, teacher_input=None, **kwargs):
+        """``teacher``: a Keras model or any callable returning logits; ``teacher_input``
+        maps the student's input batch to the teacher's (default: the same batch)."""
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        if isinstance(teacher, keras.Model):
+            teacher.trainable = False
+        self.teacher_input = teacher_input or (lambda x: x)
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+
+    def compile(
+        self,
+        optimizer="sgd",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha: float = 0.9,
+        temperature: float = 4.0,
+        kd_scale: float = 1.0,
+        **kwargs,
+    ):
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"--kd_alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise ValueError(f"--kd_temperature must be positive, got {temperature}")
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.student_loss_fn = _per_example(
+            student_loss_fn or keras.losses.CategoricalCrossentropy(from_logits=True)
+        )
+        self.distillation_loss_fn = _per_example(
+            distillation_loss_fn or keras.losses.KLDivergence()
+        )
+        self.alpha, self.temperature, self.kd_scale = alpha, temperature, kd_scale
+
+    @property
+    def metrics(self):
+        return [
+            self.student_loss_tracker,
+            self.distillation_loss_tracker,
+            *super().metrics,
+        ]
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def teacher_logits(self, x):
+        return tf.cast(self.teacher(self.teacher_input(x), training=False), tf.float32)
+
+    def distillation_losses(self, y, student_logits, teacher_logits):
+        t = self.temperature
+        s = tf.cast(student_logits, tf.float32)
+        student = tf.nn.compute_average_loss(self.student_loss_fn(y, s))
+        kd = tf.nn.compute_average_loss(
+            self.distillation_loss_fn(tf.nn.softmax(teacher_logits / t), tf.nn.softmax(s / t))
+        )
+        total = (1 - self.alpha) * student + self.alpha * self.kd_scale * t**2 * kd
+        return total, student, kd
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        teacher_logits = tf.stop_gradient(self.teacher_logits(x))
+        with tf.GradientTape() as tape:
+            student_logits = self.student(x, training=True)
+            loss, student, kd = self.distillation_losses(y, student_logits, teacher_logits)
+            if self.student.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
+        self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
+        return self._update(y, student_logits, student, kd)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        student_logits = self.student(x, training=False)
+        _, student, kd = self.distillation_losses(y, student_logits, self.teacher_logits(x))
+        return self._update(y, student_logits, student, kd)
+
+    def _update(self, y, student_logits, student, kd):
+        self.student_loss_tracker.update_state(student)
+        self.distillation_loss_tracker.update_state(kd)
+        self.compiled_metrics.update_state(y, student_logits)
+        # "loss" is what the rest of the loop (best weights, plateau LR) reads.
+        return {"loss": self.student_loss_tracker.result()} | {
+            m.name: m.result() for m in self.metrics
+        }
+
+
+class TeacherError(UsageError):
+    """A teacher that cannot be used (the message names the file and what is wrong)."""
+
+
+def load_teacher(source: str | Path):
+    """The teacher's raw-pixel model from a run directory, ``.keras`` file or SavedModel,
+    and its input shape (H, W, C)."""
+    from tfclf.export.deploy import trained_part
+
+    path = Path(source)
+    if (path / "best_model" / "model.keras").exists():
+        path = path / "best_model" / "model.keras"
+    if not path.exists():
+        raise TeacherError(f"--teacher: {source} not found (a run directory, .keras or SavedModel)")
+    if path.suffix == ".keras":
+        model = keras.models.load_model(path, compile=False)
+        if trained_part(model) is model:
+            raise TeacherError(
+                f"--teacher: {path} takes normalised images (exported before raw-pixel "
+                "models); re-export it by rerunning its training command"
+            )
+        return model, tuple(int(d) for d in model.input_shape[1:]), int(model.output_shape[-1])
+    if (path / "saved_model.pb").exists() or (path / "saved_model" / "saved_model.pb").exists():
+        sm = path if (path / "saved_model.pb").exists() else path / "saved_model"
+        fn = tf.saved_model.load(str(sm)).signatures["serving_default"]
+        spec = list(fn.structured_input_signature[1].values())[0]
+        name = list(fn.structured_input_signature[1])[0]
+        out = list(fn.structured_outputs.values())[0]
+
+        def call(x, training=False):
+            return list(fn(**{name: x}).values())[0]
+
+        return call, tuple(int(d) for d in spec.shape[1:]), int(out.shape[-1])
+    raise TeacherError(f"--teacher: {source} is not a tfclf run, a .keras file or a SavedModel")
+
+
+class DistillPhase(Phase):
+    """Training the student through a ``Distiller`` (``--teacher``)."""
+
+    name = "distill"
+
+    def __init__(self, teacher: str, *, alpha=0.9, temperature=4.0, kd_scale=1.0):
+        self.source = teacher
+        self.teacher, self.teacher_shape, self.teacher_classes = load_teacher(teacher)
+        self.alpha, self.temperature, self.kd_scale = alpha, temperature, kd_scale
+
+    def check(self, num_classes: int, channels: int) -> None:
+        if self.teacher_classes != num_classes:
+            raise TeacherError(
+                f"--teacher: {self.source} has {self.teacher_classes} classes but the "
+                f"student's data has {num_classes}"
+            )
+        if self.teacher_shape[-1] != channels:
+            raise TeacherError(
+                f"--teacher: {self.source} takes {self.teacher_shape[-1]}-channel images but "
+                f"the student's data has {channels}"
+            )
+
+    def wrap(self, model, ctx: PhaseContext):
+        self.check(ctx.num_classes, model.input_shape[-1])
+        mean = tf.constant(ctx.normalizer.mean, tf.float32)
+        std = tf.constant(ctx.normalizer.std, tf.float32)
+        h, w = self.teacher_shape[:2]
+
+        def to_teacher(x):  # the student's normalised batch -> the teacher's raw pixels
+            pixels = (tf.cast(x, tf.float32) * std + mean) * 255.0
+            return pixels if pixels.shape[1:3] == (h, w) else tf.image.resize(pixels, (h, w))
+
+        return Distiller(model, self.teacher, to_teacher, name="distiller")
+
+    def compile(self, model, ctx, *, optimizer, loss, metrics, jit_compile=False):
+        model.compile(
+            optimizer=optimizer,
+            metrics=metrics,
+            student_loss_fn=loss,
+            distillation_loss_fn=keras.losses.KLDivergence(),
+            alpha=self.alpha,
+            temperature=self.temperature,
+            kd_scale=self.kd_scale,
+            jit_compile=jit_compile,
+        )
+
+    def saved(self, model):
+        return model.student

@@ -172,22 +172,6 @@ def cli(module, *args, timeout=300):
     )
 
 
-def test_compress_cli_errors_are_one_line_and_touch_nothing(run, tmp_path):
-    run_dir, _, _ = run
-    before = sorted(p.name for p in run_dir.iterdir())
-    cases = [
-        ([f"--run_dir={tmp_path / 'nowhere'}"], "a finished tfclf run"),
-        ([f"--run_dir={run_dir}", "--prune=1.5"], "--prune: a sparsity must be in (0, 1)"),
-        ([f"--run_dir={run_dir}", "--prune=half"], "--prune: expected comma-separated"),
-    ]
-    for args, message in cases:
-        proc = cli("tfclf.compress", *args)
-        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
-        assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-        assert message in lines[0], lines[0]
-    assert sorted(p.name for p in run_dir.iterdir()) == before
-
-
 def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_path):
     from PIL import Image
 
@@ -208,3 +192,9 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
     proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))
     assert proc.returncode == 2 and "has 3 channel(s) but the model takes 1" in proc.stderr
+    # evaluate scores an exported file on the run's own split, computed by the file
+    proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    top1 = float(proc.stdout.split("top-1 ")[1].split()[0])
+    report_top1 = json.loads((run_dir / "metrics.json").read_text())["top1"]
+    assert top1 == pytest.approx(report_top1, abs=1e-4), (top1, report_top1)  # printed to 4 places

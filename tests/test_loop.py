@@ -165,3 +165,30 @@ def test_config_defaults_are_valid_and_stage_specs_take_spaces():
     assert stage.schedule.cycle_epochs == 4 and stage.schedule.milestones == (3, 5)
     bad = dataclasses.replace(cfg, stages=(dataclasses.replace(stage, augment="blur(3)"),))
     assert any("augment" in e and "blur" in e for e in bad.validate())
+
+
+def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, digits):
+    from tfclf.training.trainer import LossNotFinite
+
+    run = tmp_path / "run"
+
+    def config(lr2):
+        cfg = tiny_config(run, digits, epochs=1, model="lenet5", model_args={})
+        good = cfg.stages[0]
+        bad = dataclasses.replace(
+            good, schedule=dataclasses.replace(good.schedule, lr=lr2, epochs=2)
+        )
+        return dataclasses.replace(cfg, stages=(good, bad))
+
+    with pytest.raises(LossNotFinite) as e:
+        train(config(1e30))  # stage 2 diverges at once
+    message = str(e.value)
+    assert "stage 2, epoch 1" in message and "ckpt-1 (stage 1, epoch 1)" in message, message
+    assert "\n" not in message
+    rows = json.loads((run / "history.json").read_text())["epochs"]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 1)]  # nothing diverged was kept
+    result = train(config(0.05))  # rerun with a lower LR: resumes after stage 1
+    rows = json.loads((run / "history.json").read_text())["epochs"]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 1), (1, 1), (1, 2)]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    assert np.isfinite(result.model(np.zeros((1, 28, 28, 1), np.float32))).all()

@@ -215,28 +215,6 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
         assert r["lr"] == pytest.approx(expected[r["epoch"] * steps_per_epoch - 1], rel=1e-4)
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (
-            ["--model=nope", "--lr=-1", "--stage=size=x"],
-            ["unknown model 'nope'", "--lr must be positive", "size='x' is not a int"],
-        ),
-        (["--augment=blur(3)"], ["unknown augmentation 'blur'"]),
-        (["--source=folder:/no/such/dir", "--epochs=2"], ["image folder not found: /no/such/dir"]),
-        (["--time_budget=soon"], ["--time_budget: cannot read 'soon'"]),
-        (["--val_every=2", "--early_stopping=3"], ["--val_every=2: early stopping"]),
-    ],
-)
-def test_bad_flags_give_one_line_errors(tmp_path, args, message):
-    proc = train(f"--run_dir={tmp_path}", *args, check=False, timeout=120)
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in proc.stderr
-    for m in message:
-        assert any(m in e for e in errors), (m, proc.stderr[-2000:])
-
-
 def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
     run = tmp_path / "run"
     train(*TINY, digits, f"--run_dir={run}", "--epochs=500", "--time_budget=8s")
@@ -322,10 +300,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_multi_worker_strategy_with_two_local_workers(tmp_path, digits):
-    run = tmp_path / "run"
+def _run_two_workers(run, digits, timeout):
+    """Two local workers of one MultiWorkerMirroredStrategy job; None if they hang."""
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
-    procs = []
+    procs, logs = [], []
     for i in range(2):
         env = dict(
             os.environ,
@@ -333,6 +311,7 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, digits):
                 {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
             ),
         )
+        logs.append(open(run.parent / f"{run.name}_worker{i}.log", "w+"))  # noqa: SIM115
         procs.append(
             subprocess.Popen(
                 [
@@ -346,13 +325,34 @@ def test_multi_worker_strategy_with_two_local_workers(tmp_path, digits):
                     "--strategy=multi_worker",
                 ],
                 env=env,
-                stdout=subprocess.PIPE,
+                stdout=logs[-1],
                 stderr=subprocess.STDOUT,
-                text=True,
             )
         )
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        codes = None
+    for p in procs:
+        p.kill()
+        p.wait()
+    outs = []
+    for log in logs:
+        log.seek(0)
+        outs.append(log.read())
+        log.close()
+    return codes, outs
+
+
+def test_multi_worker_strategy_with_two_local_workers(tmp_path, digits):
+    # TF's collective start-up between two processes hangs now and then on a loaded
+    # 2-core machine (seen in CI and in 1 of 3 local runs); a hang gets one fresh try.
+    for attempt in range(2):
+        run = tmp_path / f"run{attempt}"
+        codes, outs = _run_two_workers(run, digits, timeout=150)
+        if codes is not None:
+            break
+    assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
     metrics = json.loads((run / "metrics.json").read_text())  # written by the chief only
     assert metrics["replicas"] == 2 and metrics["replicas_identical"] is True
     assert (run / ".workers" / "1" / "checkpoints").exists()

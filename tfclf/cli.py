@@ -117,6 +117,12 @@ def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
         model_args = {}
     if f.dropout is not None:
         model_args["dropout"] = f.dropout
+    if f.model in list_models():
+        from tfclf.models.registry import check_model_args
+
+        problem = check_model_args(f.model, model_args)
+        if problem:
+            errors.append(f"--model_args: {problem}")
     try:
         time_budget = parse_duration(f.time_budget)
     except ValueError as e:

@@ -106,11 +106,10 @@ def flag_name(f: dataclasses.Field) -> str:
 def field_type(f: dataclasses.Field) -> type:
     """The scalar type of a field (``int | None`` -> int, ``tuple[int, ...]`` -> tuple)."""
     t = typing.get_type_hints(_OWNER[f.name])[f.name]
-    origin = typing.get_origin(t)
-    if origin is tuple:
-        return tuple
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    return args[0] if args else t
+    if typing.get_origin(t) is not tuple:
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        t = args[0] if args else t
+    return tuple if typing.get_origin(t) is tuple else t
 
 
 @dataclasses.dataclass(frozen=True)

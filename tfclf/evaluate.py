@@ -2,7 +2,8 @@
 
 Reads the run's resolved flags (``RUN_DIR/flags.txt``) for its data and scores its
 deployable model (``best_model/model.keras``, which takes raw pixels) on
-``--split=val|test|train``.
+``--split=val|test|train``. ``--file=F`` scores an exported file instead (a ``.tflite``,
+``.keras`` or SavedModel), computed by that file on the run's split.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ cli.define_train_flags()  # --run_dir and the data flags, set from the run's fla
 flags.DEFINE_enum("split", "val", ["val", "test", "train"], "Split to evaluate.")
 flags.DEFINE_string("out", None, "Report directory (default: RUN_DIR/report or report_SPLIT).")
 flags.DEFINE_string(
-    "model", None, "Score this exported file (.tflite, .keras, SavedModel) on the run's split."
+    "file", None, "Score this exported file (.tflite, .keras, SavedModel) on the run's split."
 )
 FLAGS = flags.FLAGS
 
@@ -28,8 +29,8 @@ def main(argv):
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
     split_name, out = FLAGS.split, FLAGS.out
-    if FLAGS.model:
-        return score_file(run, FLAGS.model, split_name)
+    if FLAGS.file:
+        return score_file(run, FLAGS.file, split_name)
     if not model_path.exists():
         raise cli.UsageError(f"{model_path} not found: is {run} a finished tfclf run?")
     cfg = cli.load_run_flags(run)
@@ -76,7 +77,7 @@ def score_file(run: Path, model: str, split_name: str) -> int:
     try:
         clf = load_classifier(model)
     except ModelFileError as e:
-        raise cli.UsageError(f"--model: {e}") from None
+        raise cli.UsageError(f"--file: {e}") from None
     data, _ = prepare_data(cli.load_run_flags(run))
     split = getattr(data, split_name)
     if split is None:
@@ -84,7 +85,7 @@ def score_file(run: Path, model: str, split_name: str) -> int:
     h, w, c = clf.input_shape
     if h != w or c != split.images.shape[-1]:
         raise cli.UsageError(
-            f"--model: {model} takes {h}x{w}x{c} images; the run's are "
+            f"--file: {model} takes {h}x{w}x{c} images; the run's are "
             f"{'x'.join(map(str, split.images.shape[1:]))}"
         )
     pixels = resize_images(split.images, h).numpy()

@@ -56,6 +56,8 @@ def describe_kernels() -> str:
         else "TensorFlow's default"
     )
     kind = "oneDNN" if onednn_enabled() else "Eigen"
+    if value == "1" and kind == "Eigen":
+        who += ", but TensorFlow was imported before tfclf: import tfclf first"
     isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "x86"
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return f"CPU kernels: {kind} ({who}); {isa}, {bf16}"

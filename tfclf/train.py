@@ -120,12 +120,13 @@ def main(argv):
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
         )
 
+    from tfclf.io import atomic_write_text
     from tfclf.training.trainer import train
 
     run_dir = Path(cfg.run_dir)
     prepare_run_dir(run_dir)
-    (run_dir / "flags.txt").write_text(cli.resolved_flagfile())
-    result = train(cfg)
+    flagfile = cli.resolved_flagfile()
+    result = train(cfg, on_ready=lambda: atomic_write_text(flagfile, run_dir / "flags.txt"))
     metrics = finish_run(result, cfg) if result.model is not None else result.metrics
     summary = ", ".join(
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()

@@ -12,6 +12,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+
 flags.DEFINE_string("source", None, "Data source; default: random CIFAR-shaped arrays.")
 flags.DEFINE_integer("image_size", None, "Resize to this size.")
 flags.DEFINE_string("augment", "random_crop(pad=4)|flip_lr|cutmix(0.5, 1.0)", "Augmentations.")

@@ -6,6 +6,8 @@
 
 from absl import app, flags
 
+import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+
 flags.DEFINE_string("source", "mnist5k", "Data source (mnist5k, tfds:NAME, folder:PATH, npz:PATH).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
 flags.DEFINE_integer("image_size", None, "Resize to this size (default: the source's).")

@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import importlib.util
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -283,13 +284,41 @@ def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageDa
     path = Path(path)
     if not path.exists():
         raise DataError(f"array file not found: {path}")
-    with np.load(path, allow_pickle=False) as f:
-        if "x" not in f or "y" not in f:
-            raise DataError(f"{path} needs arrays 'x' and 'y', has {sorted(f.files)}")
-        arrays = {k: f[k] for k in f.files}
-    if arrays["x"].dtype != np.uint8:
-        raise DataError(f"{path}: 'x' must be uint8 images, got {arrays['x'].dtype}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise DataError(f"{path}: a single array, not an .npz archive of 'x' and 'y'")
+            if "x" not in f or "y" not in f:
+                raise DataError(f"{path} needs arrays 'x' and 'y', has {sorted(f.files)}")
+            arrays = {k: f[k] for k in f.files}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = "not a zip archive" if isinstance(e, zipfile.BadZipFile) else str(e)
+        if "pickle" in reason:
+            reason = "not a NumPy .npz archive"
+        raise DataError(
+            f"{path}: cannot read it as .npz ({reason.splitlines()[0][:120]})"
+        ) from None
+    for xk, yk in (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test")):
+        if xk not in arrays:
+            continue
+        x, y = arrays[xk], arrays.get(yk)
+        if y is None:
+            raise DataError(f"{path}: has {xk!r} but no {yk!r}")
+        if x.dtype != np.uint8:
+            raise DataError(f"{path}: {xk!r} must be uint8 images, got {x.dtype}")
+        if x.ndim not in (3, 4) or len(x) == 0:
+            raise DataError(
+                f"{path}: {xk!r} must hold images as N x H x W [x C], got shape {x.shape}"
+            )
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(f"{path}: {yk!r} must be {len(x)} labels, got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: {yk!r} must be integer class indices, got {y.dtype}")
     y = arrays["y"].astype(np.int64)
+    if y.min() < 0:
+        raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {y.min()}")
     num_classes = int(y.max()) + 1
     names = (
         [str(n) for n in arrays["class_names"]]
@@ -335,5 +364,13 @@ def load_source(
         )
     for split in (data.train, data.val, data.test):
         if split is not None and (split.labels.min() < 0 or split.labels.max() >= data.num_classes):
-            raise DataError(f"{source}: labels outside 0..{data.num_classes - 1}")
+            raise DataError(
+                f"{source}: labels outside 0..{data.num_classes - 1} "
+                f"(found {split.labels.min()}..{split.labels.max()})"
+            )
+    if data.num_classes < 2:
+        raise DataError(
+            f"{source}: {data.num_classes} class ({', '.join(data.class_names)}); "
+            "a classifier needs at least 2"
+        )
     return data

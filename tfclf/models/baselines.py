@@ -62,7 +62,9 @@ def report003_cnn_builder(
 _LARGE = ((64, 64), (128, 128), (256, 256), (512, 512), (512, 256))
 
 
-@register_model(default_size=128, min_size=32, source="report 003")
+@register_model(
+    default_size=128, min_size=32, source="report 003", forwards=(report003_cnn_builder,)
+)
 def report003_cnn(input_shape, num_classes, **overrides):
     """Report 003's large CNN: 5 conv stages, FC 1024-512 (12,956,235 params at 128x128/11)."""
     return report003_cnn_builder(
@@ -78,7 +80,9 @@ def report003_cnn(input_shape, num_classes, **overrides):
     )
 
 
-@register_model(default_size=128, min_size=32, source="report 003")
+@register_model(
+    default_size=128, min_size=32, source="report 003", forwards=(report003_cnn_builder,)
+)
 def report003_cnn_dw(input_shape, num_classes, **overrides):
     """Report 003's large CNN with stages 2-5 depthwise-separable."""
     return report003_cnn_builder(
@@ -104,19 +108,25 @@ def _small(kind):
     )
 
 
-@register_model(default_size=128, min_size=8, source="report 003")
+@register_model(
+    default_size=128, min_size=8, source="report 003", forwards=(report003_cnn_builder,)
+)
 def report003_small_cnn(input_shape, num_classes, **overrides):
     """Report 003's ~1 MB CNN, question 4a (241,099 params at 128x128/11)."""
     return report003_cnn_builder(input_shape, num_classes, **{**_small("full"), **overrides})
 
 
-@register_model(default_size=128, min_size=8, source="report 003")
+@register_model(
+    default_size=128, min_size=8, source="report 003", forwards=(report003_cnn_builder,)
+)
 def report003_small_cnn_dw(input_shape, num_classes, **overrides):
     """Question 4b: convs 2-4 depthwise + pointwise (188,971 params at 128x128/11)."""
     return report003_cnn_builder(input_shape, num_classes, **{**_small("dw"), **overrides})
 
 
-@register_model(default_size=128, min_size=8, source="report 003")
+@register_model(
+    default_size=128, min_size=8, source="report 003", forwards=(report003_cnn_builder,)
+)
 def report003_small_cnn_group4(input_shape, num_classes, **overrides):
     """Question 4c: convs 2-4 group conv (groups=4) + pointwise (200,059 params at 128x128/11)."""
     return report003_cnn_builder(input_shape, num_classes, **{**_small("group4"), **overrides})
@@ -138,7 +148,12 @@ def lenet5(input_shape, num_classes, **overrides):
     return keras.Model(img, classifier(x, num_classes), name="lenet5")
 
 
-@register_model(default_size=96, min_size=16, source="report 000 (Figure 15; our reading)")
+@register_model(
+    default_size=96,
+    min_size=16,
+    source="report 000 (Figure 15; our reading)",
+    forwards=(conv_bn_act,),
+)
 def report000_vgg(input_shape, num_classes, *, widths=(32, 64, 128, 256), dropout=0.5, **overrides):
     """Report 000's VGG-style first network: 4 stages of two 3x3 conv-BN-ReLU and a 2x2 pool,
     global average pooling, FC 256. The report shows it only as a figure; this is our reading.

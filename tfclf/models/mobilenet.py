@@ -37,7 +37,9 @@ def mobilenet_student_builder(
     return keras.Model(img, classifier(x, num_classes), name=name)
 
 
-@register_model(default_size=128, min_size=16, source="report 003")
+@register_model(
+    default_size=128, min_size=16, source="report 003", forwards=(mobilenet_student_builder,)
+)
 def mobilenet_student(input_shape, num_classes, **overrides):
     """Report 003's MobileNet-v1-style student (256,779 params at 128x128/11)."""
     return mobilenet_student_builder(input_shape, num_classes, **overrides)

@@ -7,7 +7,8 @@ that returns a functional ``keras.Model`` of stock layers with logits out.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 
 from tfclf.keras import keras
 
@@ -20,13 +21,22 @@ class ModelSpec:
     min_size: int
     source: str
     description: str
+    args: tuple[str, ...] = ()  # the keyword arguments ``create_model`` accepts for it
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(*, default_size: int, min_size: int, source: str = "", description: str = ""):
-    """Registers the decorated builder under its function name."""
+def register_model(
+    *,
+    default_size: int,
+    min_size: int,
+    source: str = "",
+    description: str = "",
+    forwards: Sequence[Callable] = (),
+):
+    """Registers the decorated builder under its function name. ``forwards``: the builders
+    its ``**overrides`` go to, whose keyword arguments it therefore accepts."""
 
     def decorator(fn):
         add_model(
@@ -36,6 +46,7 @@ def register_model(*, default_size: int, min_size: int, source: str = "", descri
             min_size=min_size,
             source=source,
             description=description or (fn.__doc__ or "").strip(),
+            forwards=forwards,
         )
         return fn
 
@@ -50,11 +61,33 @@ def add_model(
     min_size: int,
     source: str = "",
     description: str = "",
+    forwards: Sequence[Callable] = (),
 ) -> None:
     """Registers ``fn`` under ``name``; used for families generated in a loop."""
     if name in _MODELS:
         raise ValueError(f"model {name!r} is registered twice")
-    _MODELS[name] = ModelSpec(name, fn, default_size, min_size, source, description)
+    args = sorted({a for f in (fn, *forwards) for a in _keyword_args(f)})
+    _MODELS[name] = ModelSpec(name, fn, default_size, min_size, source, description, tuple(args))
+
+
+def _keyword_args(fn: Callable) -> list[str]:
+    fixed = {"input_shape", "num_classes", "name", "x", "filters", "kernel_size"}
+    return [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in fixed
+    ]
+
+
+def check_model_args(name: str, args: dict) -> str | None:
+    """None if ``create_model(name, ..., **args)`` accepts every key of ``args``, else a
+    one-line message naming the first unknown key and the model's arguments."""
+    spec = get_spec(name)
+    unknown = sorted(set(args) - set(spec.args))
+    if not unknown:
+        return None
+    takes = ", ".join(spec.args) if spec.args else "none"
+    return f"model {name!r} has no argument {unknown[0]!r}; its arguments: {takes}"
 
 
 def list_models() -> list[str]:
@@ -94,4 +127,7 @@ def create_model(
         )
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    problem = check_model_args(name, overrides)
+    if problem:
+        raise ValueError(problem)
     return spec.fn(input_shape, num_classes, **overrides)

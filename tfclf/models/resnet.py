@@ -329,6 +329,7 @@ def _register(
         min_size=min_size,
         source=source,
         description=description,
+        forwards=(resnet,),
     )
 
 
@@ -460,7 +461,7 @@ _register(
 )
 
 
-@register_model(default_size=32, min_size=8, source="reports 000, 001, 002")
+@register_model(default_size=32, min_size=8, source="reports 000, 001, 002", forwards=(resnet,))
 def resnet_custom(input_shape, num_classes, **overrides):
     """Fully customisable ResNet (defaults: ResNet-20); every ``resnet()`` argument applies."""
     return resnet(input_shape, num_classes, **{"name": "resnet_custom", **overrides})

@@ -68,13 +68,23 @@ def simplenet_builder(
     return keras.Model(img, classifier(x, num_classes, dropout=head_dropout), name=name)
 
 
-@register_model(default_size=32, min_size=32, source="Hasanpour et al. 2016; report 004")
+@register_model(
+    default_size=32,
+    min_size=32,
+    source="Hasanpour et al. 2016; report 004",
+    forwards=(simplenet_builder,),
+)
 def simplenet(input_shape, num_classes, **overrides):
     """SimpleNet v1, 13 layers (5.48 M parameters on CIFAR-10)."""
     return simplenet_builder(input_shape, num_classes, **{"name": "simplenet", **overrides})
 
 
-@register_model(default_size=32, min_size=32, source="Hasanpour et al. 2016; report 004")
+@register_model(
+    default_size=32,
+    min_size=32,
+    source="Hasanpour et al. 2016; report 004",
+    forwards=(simplenet_builder,),
+)
 def simplenet_slim(input_shape, num_classes, **overrides):
     """SimpleNet v1 at a quarter of the width (about 0.35 M parameters)."""
     return simplenet_builder(

@@ -33,6 +33,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.is_chief = is_chief
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _finite_loss(logs):  # never checkpoint diverged weights
+            return
         row = {
             "stage": self.stage,
             "epoch": epoch + 1,
@@ -75,7 +77,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
+        if value is not None and value > self.best and _finite_loss(logs):
             self.best = float(value)
             atomic_save_weights(self.saved or self.model, self.path)
 
@@ -100,6 +102,30 @@ class EpochStats(keras.callbacks.Callback):
             if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
                 lr = lr(keras.backend.get_value(opt.iterations) - 1)
             logs["lr"] = float(keras.backend.get_value(lr))
+
+
+def _finite_loss(logs) -> bool:
+    return bool(np.isfinite((logs or {}).get("loss", 0.0)))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite (as Keras's
+    ``TerminateOnNaN``) and remembers where, so the trainer can name the epoch and the last
+    good checkpoint; the checkpoint and best-weights callbacks skip that epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: tuple[int, int, float] | None = None  # (epoch, batch, loss), 1-based
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.where = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):

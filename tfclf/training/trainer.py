@@ -17,14 +17,17 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfclf.cli import UsageError
 from tfclf.config import TRAINABLE, Stage, TrainConfig
 from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_dataset
+from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.system import describe_kernels, make_strategy, resolve_precision
@@ -140,10 +143,17 @@ def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
     )
 
 
+class LossNotFinite(UsageError):
+    """The training loss became NaN or infinite; nothing after the last good epoch is kept."""
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, phase: Phase | None = None):
+    def __init__(
+        self, cfg: TrainConfig, phase: Phase | None = None, on_ready: Callable | None = None
+    ):
         self.cfg = cfg
         self.phase = phase or Phase()
+        self.on_ready = on_ready
         self.run_dir = Path(cfg.run_dir)
         self.history: dict = {"epochs": []}
 
@@ -171,19 +181,29 @@ class Trainer:
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
-        if self.is_chief:
-            (self.run_dir / "normalizer.json").write_text(self.norm.to_json())
-            (self.run_dir / "classes.json").write_text(json.dumps(self.data.class_names))
         logging.info("data: %s", self.data.describe())
+
+    def _ready(self):
+        """The data loaded and the first model built: only now does the run directory of an
+        earlier run get this run's files, so a bad input leaves it as it was."""
+        if self.is_chief:
+            atomic_write_text(self.norm.to_json(), self.run_dir / "normalizer.json")
+            atomic_write_text(json.dumps(self.data.class_names), self.run_dir / "classes.json")
+        if self.on_ready and self.is_chief:
+            self.on_ready()
+        self.on_ready = None
 
     def _create(self, stage: Stage) -> keras.Model:
         size = stage.size or self.data.image_shape[0]
-        model = create_model(
-            self.cfg.model,
-            (size, size, self.data.image_shape[-1]),
-            self.data.num_classes,
-            **self.cfg.model_args,
-        )
+        try:
+            model = create_model(
+                self.cfg.model,
+                (size, size, self.data.image_shape[-1]),
+                self.data.num_classes,
+                **self.cfg.model_args,
+            )
+        except ValueError as e:  # the model's own checks: input size, argument values
+            raise UsageError(f"--model={self.cfg.model}: {e}") from None
         return with_l2(model, self.cfg.l2)
 
     def _context(self, s: int, steps_per_epoch: int) -> PhaseContext:
@@ -269,6 +289,8 @@ class Trainer:
             previous, ctx = model, self._context(s, stream.steps_per_epoch)
             model = self._build(ctx)
             self._compile(model, ctx)
+            if s == start_stage:
+                self._ready()
             stage_var = tf.Variable(s, dtype=tf.int64, trainable=False)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(
@@ -322,6 +344,8 @@ class Trainer:
             budget = cb.TimeBudget(deadline) if deadline else None
             if budget:
                 callbacks.append(budget)
+            nan_guard = cb.StopOnNonFiniteLoss()
+            callbacks.insert(0, nan_guard)
             logging.info(
                 "stage %d/%d (%s): %s at %s px, epochs %d..%d, train=%s",
                 s + 1,
@@ -349,6 +373,8 @@ class Trainer:
                 callbacks=callbacks,
                 verbose=verbose,
             )
+            if nan_guard.where:
+                raise LossNotFinite(self._diverged_message(s, nan_guard.where, manager))
             if early is not None and early.stopped_epoch > 0:
                 logging.info(
                     "early stopping ended stage %d after epoch %d (no val_accuracy gain "
@@ -372,6 +398,20 @@ class Trainer:
             model = self._build(ctx)
             restore_model(model, tf.train.latest_checkpoint(str(ckpt_dir)))
         return self._finish(model, stopped_by_budget)
+
+    def _diverged_message(self, s: int, where, manager) -> str:
+        epoch, batch, loss = where
+        last = manager.latest_checkpoint
+        if last:
+            stage, done = read_resume_state(Path(last).parent)
+            good = f"the last good checkpoint is {last} (stage {stage + 1}, epoch {done})"
+        else:
+            good = "there is no earlier checkpoint"
+        return (
+            f"the training loss became {loss} in stage {s + 1}, epoch {epoch}, batch {batch}; "
+            f"{good}. Lower --lr (or --stage lr=) and rerun the same command: it resumes "
+            "from that checkpoint"
+        )
 
     def _log_inputs(self, stream, tb_dir):
         x = next(iter(stream.dataset))[0][:16].numpy()
@@ -438,9 +478,12 @@ def replicas_identical(model: keras.Model) -> bool:
     return True
 
 
-def train(cfg: TrainConfig, phase: Phase | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, phase: Phase | None = None, on_ready: Callable | None = None
+) -> TrainResult:
     """Trains ``cfg`` through ``phase`` (default: plain training; with ``cfg.teacher`` set,
-    distillation)."""
+    distillation). ``on_ready()`` runs once the data and the first model are known good,
+    before the first epoch (the CLI writes the run's ``flags.txt`` there)."""
     if phase is None and cfg.teacher:
         from tfclf.distill import DistillPhase
 
@@ -450,4 +493,4 @@ def train(cfg: TrainConfig, phase: Phase | None = None) -> TrainResult:
             temperature=cfg.kd_temperature,
             kd_scale=cfg.kd_scale,
         )
-    return Trainer(cfg, phase).run()
+    return Trainer(cfg, phase, on_ready).run()

@@ -1,0 +1,165 @@
+"""Every bad input to a CLI is one ``error:`` line naming the flag, file or value, a
+non-zero exit, and an earlier run directory left exactly as it was (issue 13).
+
+Each CLI runs its whole table in one process (``cli_runner.py``), so TensorFlow is
+imported once per CLI rather than once per case.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+HERE = Path(__file__).parent
+
+# (CLI module, arguments, text the one error line must contain). In the arguments,
+# {run} is a copy of an earlier run directory, {d} a folder of prepared bad files.
+CASES = {
+    "tfclf.train": [
+        (["--source=npz:{d}/corrupt.npz"], "corrupt.npz: cannot read it as .npz"),
+        (["--source=npz:{d}/one_class.npz"], "a classifier needs at least 2"),
+        (["--source=npz:{d}/negative.npz"], "labels must be class indices 0, 1, ...; found -1"),
+        (["--source=npz:{d}/float_x.npz"], "'x' must be uint8 images, got float32"),
+        (["--source=npz:{d}/short_y.npz"], "'y' must be 30 labels, got shape (29,)"),
+        (["--source=npz:{d}/no_y.npz"], "needs arrays 'x' and 'y', has ['x']"),
+        (["--source=folder:{d}/one_class_folder"], "a classifier needs at least 2"),
+        (["--source=folder:{d}/nowhere"], "image folder not found"),
+        (["--source=npz:{d}/good.npz", "--mean=0.5,0.5"], "--mean/--std: the images have 1"),
+        (["--model_args={{'widthz': (8, 16)}}"], "has no argument 'widthz'; its arguments:"),
+        (["--model_args=[1]"], "--model_args: not a Python dict literal"),
+        (["--model=lenet5", "--dropout=0.3"], "model 'lenet5' has no argument 'dropout'"),
+        (["--model=nope"], "unknown model 'nope'"),
+        (["--lr=-1"], "--lr must be positive"),
+        (["--stage=size=x"], "size='x' is not a int"),
+        (["--augment=blur(3)"], "unknown augmentation 'blur'"),
+        (["--time_budget=soon"], "--time_budget: cannot read 'soon'"),
+        (["--val_every=2", "--early_stopping=3"], "--val_every=2: early stopping"),
+        (["--source=npz:{d}/good.npz", "--model=simplenet"], "needs inputs of at least 32x32"),
+        (["--source=npz:{d}/good.npz", "--teacher={d}/nowhere"], "--teacher"),
+        (["--run_dir={d}/a_file/run"], "--run_dir: cannot write to"),
+        (["stray_argument"], "unexpected arguments"),
+    ],
+    "tfclf.evaluate": [
+        (["--run_dir={d}/nowhere"], "is {d}/nowhere a finished tfclf run?"),
+        (["--run_dir={d}/a_file"], "a finished tfclf run?"),
+        (["--run_dir={run}", "--file={d}/corrupt.tflite"], "--file: {d}/corrupt.tflite"),
+        (["--run_dir={run}", "--file={d}/nowhere.tflite"], "--file: model file not found"),
+    ],
+    "tfclf.compress.__main__": [
+        (["--run_dir={d}/nowhere"], "a finished tfclf run?"),
+        ([], "--run_dir is required"),
+        (["--run_dir={run}", "--prune=1.5"], "--prune: a sparsity must be in (0, 1)"),
+        (["--run_dir={run}", "--prune=half"], "--prune: expected comma-separated floats"),
+        (["--run_dir={run}", "--cluster=1"], "--cluster"),
+        (["--run_dir={run}", "--modes=float64"], "--modes"),
+        (["--run_dir={run}", "--max_tflite_kb=-3"], "--max_tflite_kb"),
+    ],
+    "tfclf.predict": [
+        (["{d}/digit.png"], "--model is required"),
+        (["--model={d}/corrupt.tflite", "{d}/digit.png"], "{d}/corrupt.tflite"),
+        (["--model={d}/nowhere.keras", "{d}/digit.png"], "{d}/nowhere.keras"),
+        (["--model={d}/corrupt.tflite"], "give one or more images or folders"),
+        (["--model={d}/corrupt.tflite", "--top_k=0", "{d}/digit.png"], "--top_k must be >= 1"),
+    ],
+}
+
+
+def _make_bad_files(d: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (30, 28, 28), np.uint8)
+    y = np.arange(30) % 3
+    np.savez(d / "good.npz", x=np.tile(x, (10, 1, 1)), y=np.tile(y, 10))
+    (d / "corrupt.npz").write_bytes(b"this is not a zip archive")
+    np.savez(d / "one_class.npz", x=x, y=np.zeros(30, int))
+    np.savez(d / "negative.npz", x=x, y=y - 1)
+    np.savez(d / "float_x.npz", x=x.astype(np.float32), y=y)
+    np.savez(d / "short_y.npz", x=x, y=y[:29])
+    np.savez(d / "no_y.npz", x=x)
+    folder = d / "one_class_folder" / "only"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(x[i]).save(folder / f"{i}.png")
+    Image.fromarray(x[0]).save(d / "digit.png")
+    (d / "corrupt.tflite").write_bytes(b"TFL3 but not really a flatbuffer")
+    (d / "a_file").write_text("a file where a directory is expected\n")
+
+
+def _make_earlier_run(run: Path, d: Path) -> None:
+    """A run directory as an earlier training left it (its files' contents are what the
+    test checks; they need not be a loadable model)."""
+    (run / "best_model").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "flags.txt").write_text(
+        f"--run_dir={run}\n--model=lenet5\n--model_args={{}}\n--source=npz:{d}/good.npz\n"
+    )
+    (run / "history.json").write_text('{"epochs": [{"stage": 0, "epoch": 1, "loss": 1.0}]}')
+    (run / "normalizer.json").write_text('{"mean": [0.5], "std": [0.25]}')
+    (run / "best_model" / "model.keras").write_bytes(b"earlier model bytes")
+    (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+
+
+def _snapshot(root: Path) -> dict:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def table_results(tmp_path_factory):
+    """Runs every CLI's table (one process per CLI); returns {(module, i): result}."""
+    d = tmp_path_factory.mktemp("bad")
+    _make_bad_files(d)
+    template = d / "earlier_run"
+    _make_earlier_run(template, d)
+    results = {}
+    for module, cases in CASES.items():
+        arg_lists, runs = [], []
+        for i, (args, _) in enumerate(cases):
+            run = d / f"run_{module}_{i}"
+            shutil.copytree(template, run)
+            runs.append(run)
+            filled = [a.format(run=run, d=d) for a in args]
+            if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
+                filled.append(f"--run_dir={run}")
+            arg_lists.append(filled)
+        cases_file = d / f"{module}.json"
+        cases_file.write_text(json.dumps(arg_lists))
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "cli_runner.py"), module, str(cases_file)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        assert len(lines) == len(cases), proc.stdout[-2000:]
+        for i, (result, run) in enumerate(zip(lines, runs)):
+            result["run"], result["d"] = run, d
+            result["changed"] = _snapshot(run) != _snapshot(template)
+            results[module, i] = result
+    return results
+
+
+@pytest.mark.parametrize(
+    "module,i",
+    [(m, i) for m, cases in CASES.items() for i in range(len(cases))],
+    ids=[f"{m.split('.')[1]}-{' '.join(c[0]) or 'no-args'}" for m, cs in CASES.items() for c in cs],
+)
+def test_bad_input_is_one_error_line_and_the_run_directory_is_untouched(table_results, module, i):
+    result = table_results[module, i]
+    expected = CASES[module][i][1].format(d=result["d"], run=result["run"])
+    stderr = result["stderr"]
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert result["code"] == 2, (result["args"], stderr[-2000:])
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert len(errors) == 1, (result["args"], stderr[-2000:])
+    assert expected in errors[0], (expected, errors[0])
+    assert not result["changed"], f"{result['args']} changed the earlier run directory"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Paired CPU training benchmark (issue 12): tfclf with oneDNN (its default), tfclf with
+# TensorFlow's Eigen kernels, and the PyTorch reference (../shared/bench/pytorch_resnet20.py,
+# same ResNet-20, 32x32x3, batch 128, float32), interleaved for ROUNDS rounds so machine
+# drift hits all three alike. Usage: tools/bench_vs_pytorch.sh [ROUNDS] [TORCH_PYTHON]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-3}"
+torch_py="${2:-python}"
+ref="${TFCLF_TORCH_BENCH:-../shared/bench/pytorch_resnet20.py}"
+tf_args=(--model=resnet20 --size=32 --channels=3 --batch_size=128 --batches=20 --rounds=2 --peak_n=0)
+grep -q avx512f /proc/cpuinfo && echo "machine: AVX-512" || echo "machine: AVX2 only"
+for r in $(seq "$rounds"); do
+  echo "round $r"
+  python tools/bench_train.py "${tf_args[@]}" 2>/dev/null | sed 's/^/  tfclf oneDNN: /' | grep images
+  TF_ENABLE_ONEDNN_OPTS=0 python tools/bench_train.py "${tf_args[@]}" 2>/dev/null \
+    | sed 's/^/  tfclf Eigen:  /' | grep images
+  "$torch_py" "$ref" --steps 40 2>/dev/null | sed 's/^/  /'
+done

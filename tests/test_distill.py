@@ -97,3 +97,17 @@ def test_a_distilled_run_saves_and_exports_the_student_alone(teacher_run, tmp_pa
     assert loaded.count_params() == result.model.count_params()  # nothing of the teacher
     saved = json.loads((tmp_path / "student" / "metrics.json").read_text())
     assert saved["teacher_top1"] == metrics["teacher_top1"]
+
+
+def test_a_teacher_trained_on_another_split_is_named_in_a_warning(tmp_path, digits):
+    from tfclf.distill import split_leak_warning
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "flags.txt").write_text(f"--source={digits}\n--seed=0\n--val_fraction=0.2\n")
+    same = tiny_config(tmp_path / "s", digits, seed=3, split_seed=0)
+    assert split_leak_warning(str(teacher), same) is None
+    other = tiny_config(tmp_path / "s", digits, seed=3)
+    assert "--split_seed=0 --val_fraction=0.2" in split_leak_warning(str(teacher), other)
+    elsewhere = tiny_config(tmp_path / "s", "mnist5k", seed=3)
+    assert split_leak_warning(str(teacher), elsewhere) is None

@@ -172,6 +172,11 @@ class TrainConfig:
         "default", "tf.distribute strategy (multi_worker reads TF_CONFIG).", choices=STRATEGIES
     )
     seed: int = field(0, "Seed for splits, shuffling, augmentation and initialisation.")
+    split_seed: int | None = field(
+        None,
+        "Seed of the train/val split alone (default: --seed). Keep it fixed to compare "
+        "seeds on one split, e.g. students of a teacher trained on that split.",
+    )
     deterministic: bool = field(False, "TensorFlow op determinism (slower).")
     verbose: str = field(
         "auto",

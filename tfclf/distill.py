@@ -32,6 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+from absl import logging
 
 from tfclf.cli import UsageError
 from tfclf.keras import keras
@@ -170,6 +171,33 @@ def load_teacher(source: str | Path):
     raise TeacherError(f"--teacher: {source} is not a tfclf run, a .keras file or a SavedModel")
 
 
+def split_leak_warning(teacher: str, cfg) -> str | None:
+    """A warning when the teacher is a run on the same data with another train/val split:
+    it has then trained on some of the student's validation images, so the student's
+    validation accuracy is optimistic. None when the splits match or cannot be compared."""
+    flags_path = Path(teacher) / "flags.txt"
+    if not flags_path.exists():
+        return None
+    seen = {}
+    for line in flags_path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        seen[name.lstrip("-")] = value
+    if seen.get("source", "mnist5k") != cfg.source:
+        return None
+    seed = int(seen.get("seed", 0))
+    teacher_split = (int(seen.get("split_seed") or seed), float(seen.get("val_fraction", 0.2)))
+    own = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if teacher_split == (own, cfg.val_fraction):
+        return None
+    return (
+        f"the teacher {teacher} was trained on another train/val split of {cfg.source} "
+        f"(split seed {teacher_split[0]}, val fraction {teacher_split[1]:g}; the student's: "
+        f"{own}, {cfg.val_fraction:g}), so it has seen some of the student's validation "
+        f"images and the student's validation accuracy is optimistic; "
+        f"--split_seed={teacher_split[0]} --val_fraction={teacher_split[1]:g} keeps them apart"
+    )
+
+
 class DistillPhase(Phase):
     """Training the student through a ``Distiller`` (``--teacher``)."""
 
@@ -194,6 +222,10 @@ class DistillPhase(Phase):
 
     def wrap(self, model, ctx: PhaseContext):
         self.check(ctx.num_classes, model.input_shape[-1])
+        if ctx.stage_index == 0:
+            warning = split_leak_warning(self.source, ctx.cfg)
+            if warning:
+                logging.warning(warning)
         mean = tf.constant(ctx.normalizer.mean, tf.float32)
         std = tf.constant(ctx.normalizer.std, tf.float32)
         h, w = self.teacher_shape[:2]

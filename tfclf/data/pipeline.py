@@ -253,7 +253,8 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
         download=cfg.download,
     )
     if data.val is None:
-        data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=cfg.seed)
+        split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+        data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=split_seed)
     c = data.image_shape[-1]
     if cfg.mean is not None or cfg.std is not None:
         mean, std = cfg.mean or (0.0,), cfg.std or (1.0,)

@@ -12,13 +12,18 @@ from tfclf.data import load_source  # noqa: E402
 TINY_ARGS = {"depths": (1, 1), "widths": (8, 16), "strides": (1, 2)}
 
 
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory):
+def digits_npz(tmp_path_factory, per_class: int) -> str:
+    """``per_class`` real MNIST digits of each class as an ``.npz``; returns its path."""
     data = load_source("mnist5k")
-    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:60] for c in range(10)])
+    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:per_class] for c in range(10)])
     path = tmp_path_factory.mktemp("data") / "digits.npz"
     np.savez(path, x=data.train.images[idx], y=data.train.labels[idx])
-    return f"npz:{path}"
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    return f"npz:{digits_npz(tmp_path_factory, 60)}"
 
 
 def tiny_config(

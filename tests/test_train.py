@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import digits_npz
 
-from tfclf.data import load_source
 from tfclf.training.schedules import ScheduleConfig, schedule_values
 
 TINY = [
@@ -32,11 +32,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """1,000 real MNIST digits as an .npz source (800 train / 200 val)."""
-    data = load_source("mnist5k")
-    idx = np.concatenate([np.flatnonzero(data.train.labels == c)[:100] for c in range(10)])
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=data.train.images[idx], y=data.train.labels[idx])
-    return f"--source=npz:{path}"
+    return f"--source=npz:{digits_npz(tmp_path_factory, 100)}"
 
 
 def train(*args, timeout=300, env=None, check=True):

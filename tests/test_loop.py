@@ -14,7 +14,7 @@ from tfclf.config import TrainConfig, parse_stage
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.training.phases import Phase
-from tfclf.training.trainer import restore_model, train, transfer_weights, with_l2
+from tfclf.training.trainer import restore_model, train, transfer_weights, with_regularizers
 
 
 class CountingHead(Phase):
@@ -110,7 +110,7 @@ def test_a_failed_export_leaves_the_previous_best_model(tmp_path, digits):
 def test_l2_survives_tf_mot_wrapping(wrapper):
     import tensorflow_model_optimization as tfmot
 
-    model = with_l2(create_model("resnet_custom", (28, 28, 1), 10, **TINY_ARGS), 1e-3)
+    model = with_regularizers(create_model("resnet_custom", (28, 28, 1), 10, **TINY_ARGS), 1e-3)
     n_kernels = sum(1 for layer in model.layers if getattr(layer, "kernel_regularizer", None))
     assert n_kernels > 0 and len(model.losses) == n_kernels
     if wrapper == "prune":

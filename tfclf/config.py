@@ -150,6 +150,11 @@ class TrainConfig:
         "L2 penalty coefficient on conv/dense kernels (kernel "
         "regularisers: serialised with the model, kept by TF-MOT wrappers).",
     )
+    bn_l1: float = field(
+        0.0,
+        "L1 penalty on batch-norm scales (network slimming, Liu et al. 2017; e.g. 1e-4): "
+        "trains the scales that python -m tfclf.compress --slim ranks channels by.",
+    )
     label_smoothing: float = field(0.1, "Label smoothing (also on MixUp/CutMix labels).")
     stages: tuple[Stage, ...] = field(factory=lambda: (Stage(),))
     early_stopping: int = field(0, "Stop after this many epochs without val gain (0: off).")
@@ -210,7 +215,7 @@ class TrainConfig:
         check(self.kd_temperature > 0, f"--kd_temperature must be > 0, got {self.kd_temperature}")
         for name in ("batch_size", "eval_batch_size"):
             check(getattr(self, name) > 0, f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("l2", "weight_decay", "time_budget", "early_stopping", "val_every"):
+        for name in ("l2", "bn_l1", "weight_decay", "time_budget", "early_stopping", "val_every"):
             check(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
         check(
             0 <= self.label_smoothing < 1,

@@ -1,5 +1,6 @@
 """Compress a finished run into verified ``.tflite`` files: ``python -m tfclf.compress
---run_dir=RUN [--prune=0.3,0.5,0.7] [--cluster=16] [--qat] [--max_tflite_kb=300]``.
+--run_dir=RUN [--prune=0.3,0.5,0.7] [--slim=0.5] [--cluster=16] [--qat]
+[--max_tflite_kb=300]``.
 
 With no method flags the run's best model is exported as float32, float16, dynamic-range
 and full-int8 ``.tflite`` (uint8 raw pixels in). Each file is verified with the LiteRT
@@ -28,6 +29,12 @@ flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (
 flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
 flags.DEFINE_bool("prune_ends", False, "Also prune the stem convolution and the classifier.")
 flags.DEFINE_list("cluster", [], "Weight-clustering cluster counts, e.g. 16.")
+flags.DEFINE_list(
+    "slim",
+    [],
+    "Network-slimming channel ratios, e.g. 0.5: remove that fraction of the channels with "
+    "the smallest batch-norm scales (train with --bn_l1 first), rebuild, fine-tune.",
+)
 flags.DEFINE_bool("qat", False, "Quantisation-aware fine-tuning.")
 flags.DEFINE_integer("finetune_epochs", 2, "Fine-tuning epochs of each method.")
 flags.DEFINE_float("finetune_lr", None, "Fine-tuning peak LR (default: the run's LR / 10).")
@@ -69,6 +76,7 @@ def main(argv):
         prune_schedule=FLAGS.prune_schedule,
         prune_ends=FLAGS.prune_ends,
         cluster=_numbers("cluster", int),
+        slim=_numbers("slim", float),
         qat=FLAGS.qat,
         finetune_epochs=FLAGS.finetune_epochs,
         finetune_lr=FLAGS.finetune_lr,

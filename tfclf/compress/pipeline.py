@@ -27,6 +27,7 @@ from tfclf.export import tflite
 from tfclf.export.deploy import deployable, model_card, trained_part, write_labels
 from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
+from tfclf.models.summary import model_stats
 
 
 class CompressError(UsageError):
@@ -43,6 +44,7 @@ class CompressOptions:
     prune_schedule: str = "polynomial"
     prune_ends: bool = False  # prune the stem and the classifier too
     cluster: tuple[int, ...] = ()
+    slim: tuple[float, ...] = ()  # network-slimming channel ratios
     qat: bool = False
     finetune_epochs: int = 2
     finetune_lr: float | None = None  # default: the run's peak LR / 10
@@ -54,6 +56,9 @@ class CompressOptions:
         for s in self.prune:
             if not 0 < s < 1:
                 raise CompressError(f"--prune: a sparsity must be in (0, 1), got {s}")
+        for r in self.slim:
+            if not 0 < r < 1:
+                raise CompressError(f"--slim: a channel ratio must be in (0, 1), got {r}")
         for k in self.cluster:
             if k < 2:
                 raise CompressError(f"--cluster: clusters must be >= 2, got {k}")
@@ -83,11 +88,13 @@ class Candidate:
     splits: dict
     io: dict
     extra: dict = dataclasses.field(default_factory=dict)
+    macs: int = 0  # multiply-accumulates per image of the Keras model
 
 
 def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
     """(name, label, phase factory taking the trained network) per requested method."""
     from tfclf.compress import methods as m
+    from tfclf.compress.slim import SlimPhase
 
     out = []
     for s in opts.prune:
@@ -99,6 +106,10 @@ def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
                     net, s, schedule=opts.prune_schedule, keep_ends_dense=not opts.prune_ends
                 ),
             )
+        )
+    for r in opts.slim:
+        out.append(
+            (f"slim{round(r * 100):02d}", f"slim {r:g}", lambda net, r=r: SlimPhase(net, r))
         )
     for k in opts.cluster:
         out.append((f"cluster{k}", f"cluster {k}", lambda net, k=k: m.ClusterPhase(net, k)))
@@ -169,6 +180,7 @@ def _export(
     keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
     net = trained_part(deploy)
     params = int(net.count_params())
+    macs = model_stats(net).macs
     nonzero = int(sum(np.count_nonzero(w) for w in net.get_weights()))
     found = []
     for mode in modes:
@@ -201,6 +213,7 @@ def _export(
                 splits=rep.splits,
                 io=rep.io,
                 extra=extra or {},
+                macs=macs,
             )
         )
         logging.info(
@@ -245,18 +258,23 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     size = deploy.input_shape[1]
     data = _Data(cfg, size, opts.num_calibration)
     start = time.perf_counter()
-    candidates = _export("trained", "trained", deploy, opts.modes, data, out, opts)
     net = trained_part(deploy)
-    for name, label, make_phase in _methods(opts):
+    try:  # a method that cannot apply to this network fails before any work
+        methods = [(name, label, make(net)) for name, label, make in _methods(opts)]
+    except ValueError as e:
+        raise CompressError(f"{e} ({model_path})") from None
+    candidates = _export("trained", "trained", deploy, opts.modes, data, out, opts)
+    for name, label, phase in methods:
         logging.info("method %s: fine-tuning %d epoch(s)", label, opts.finetune_epochs)
         ft_cfg = finetune_config(cfg, out / "finetune" / name, size, opts)
-        phase = make_phase(net)
         result = train(ft_cfg, phase)
         extra = {}
         if name.startswith("prune"):
             from tfclf.compress.methods import layer_sparsity
 
             extra["layer_sparsity"] = layer_sparsity(result.model)
+        if getattr(phase, "report", None):
+            extra["slimming"] = phase.report
         candidates += _export(
             name,
             label,
@@ -327,14 +345,14 @@ def _summary(candidates, opts, data, deploy, seconds) -> dict:
 def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -> None:
     atomic_write_json(summary, out / "summary.json")
     rows = [
-        "| file | method | mode | size KB | gzip KB | non-zero params | val acc | Keras acc "
-        "| agreement | latency ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| file | method | mode | size KB | gzip KB | non-zero params | MMACs | val acc "
+        "| Keras acc | agreement | latency ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in candidates:
         rows.append(
             f"| {c.file} | {c.method} | {c.mode} | {c.size_bytes / 1024:.1f} | "
-            f"{c.gzip_bytes / 1024:.1f} | {c.nonzero_params:,} / {c.params:,} | "
+            f"{c.gzip_bytes / 1024:.1f} | {c.nonzero_params:,} / {c.params:,} | {c.macs / 1e6:.2f} | "
             f"{c.accuracy:.4f} | {c.keras_accuracy:.4f} | {c.agreement:.4f} | "
             f"{c.latency_ms:.2f} |"
         )
@@ -364,6 +382,15 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
                 f"({budget['smallest']['kb']:.1f} KB)."
             )
         lines.append("")
+    slimmed = {c.method: c.extra["slimming"] for c in candidates if "slimming" in c.extra}
+    for method, r in slimmed.items():
+        widths = ", ".join(f"{g['layers'][0]} {g['channels']}->{g['kept']}" for g in r["groups"])
+        lines += [
+            f"{method}: {r['params_before']:,} -> {r['params_after']:,} parameters, "
+            f"{r['macs_before'] / 1e6:.2f} -> {r['macs_after'] / 1e6:.2f} MMACs; channels "
+            f"(first layer of each group): {widths}.",
+            "",
+        ]
     lines.append("![size vs accuracy](size_accuracy.png)")
     atomic_write_text("\n".join(lines) + "\n", out / "summary.md")
     plot_size_accuracy(candidates, out / "size_accuracy.png", opts.max_tflite_kb)

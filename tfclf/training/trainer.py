@@ -62,17 +62,22 @@ def make_optimizer(cfg: TrainConfig, lr):
 REGULARIZED = {"kernel_regularizer": "kernel", "depthwise_regularizer": "depthwise_kernel"}
 
 
-def with_l2(model: keras.Model, l2: float) -> keras.Model:
+def with_regularizers(model: keras.Model, l2: float, bn_l1: float = 0.0) -> keras.Model:
     """``model`` rebuilt with an L2 kernel regulariser (``l2 * sum(w^2)``) on every conv and
-    dense kernel (not batch norm, not biases). Regularisers are part of each layer's config,
-    so they are saved with the model and survive TF-MOT's cloning and wrapping (tested)."""
-    if not l2:
+    dense kernel (not batch norm, not biases) and, with ``bn_l1``, an L1 penalty on every
+    batch-norm scale (network slimming, ``tfclf.compress.slim``). Regularisers are part of
+    each layer's config, so they are saved with the model and survive TF-MOT's cloning and
+    wrapping (tested)."""
+    if not l2 and not bn_l1:
         return model
     config = model.get_config()
     for layer in config["layers"]:
         for key in REGULARIZED:
-            if key in layer["config"]:
+            if l2 and key in layer["config"]:
                 layer["config"][key] = keras.regularizers.serialize(keras.regularizers.L2(l2))
+        if bn_l1 and layer["class_name"] == "BatchNormalization" and layer["config"]["scale"]:
+            reg = keras.regularizers.L1(bn_l1)
+            layer["config"]["gamma_regularizer"] = keras.regularizers.serialize(reg)
     return model.__class__.from_config(config)
 
 
@@ -204,7 +209,7 @@ class Trainer:
             )
         except ValueError as e:  # the model's own checks: input size, argument values
             raise UsageError(f"--model={self.cfg.model}: {e}") from None
-        return with_l2(model, self.cfg.l2)
+        return with_regularizers(model, self.cfg.l2, self.cfg.bn_l1)
 
     def _context(self, s: int, steps_per_epoch: int) -> PhaseContext:
         return PhaseContext(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import errno
 import logging as std_logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -228,6 +230,29 @@ def error(message: str) -> int:
     return 2
 
 
+def disk_full_message(e: BaseException) -> str | None:
+    """One line for a write that ran out of space (Python's ``OSError(ENOSPC)`` or
+    TensorFlow's op error with the same text), naming the file when the error does."""
+    text = str(e)
+    if not (
+        (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in text
+    ):
+        return None
+    path = getattr(e, "filename", None)
+    if not path:
+        found = re.search(r"(/[^\s;:'\"]+)", text)
+        path = found.group(1) if found else None
+        if path and "_temp/" in path:  # TensorFlow's checkpoint scratch: name the checkpoint
+            path = path.split("_temp/")[0]
+    where = f" while writing {path}" if path else ""
+    return (
+        f"no space left on device{where}. Files written before it are intact (every "
+        "checkpoint, best-weights file and export is written aside and renamed into place): "
+        "free some space and rerun the same command; a training run resumes from its last "
+        "complete checkpoint"
+    )
+
+
 def guarded(main, log_dir=None):
     """``main`` with the safety net: a ``UsageError`` or tfclf's ``DataError`` is one
     ``error:`` line (exit 2); any other exception is one line naming it and the file its
@@ -246,6 +271,9 @@ def guarded(main, log_dir=None):
         except Exception as e:
             if os.environ.get("TFCLF_TRACEBACK"):
                 raise
+            full = disk_full_message(e)
+            if full:
+                return error(full)
             text = traceback.format_exc()
             path = None
             try:

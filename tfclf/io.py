@@ -4,17 +4,32 @@ place of a good one (write beside the target, then rename over it)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """An ``OSError`` raised inside (a full disk, say) names ``path`` if it named no file."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
+        with naming(path):
+            tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -29,11 +44,22 @@ def atomic_write_json(obj, path: Path) -> None:
 
 
 def atomic_save_weights(model, path: Path) -> None:
-    """``model.save_weights`` beside ``path``, then renamed over it."""
+    """``model.save_weights`` beside ``path``, then renamed over it. The free space is
+    checked first: h5py crashes the process (segfault on closing the file) when the disk
+    fills during the write, rather than raising."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.weights.h5")
+    needed = sum(int(np.prod(w.shape)) * w.dtype.size for w in model.weights) + (256 << 10)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device ({free >> 10} KB free, about {needed >> 10} KB needed)",
+            str(path),
+        )
     try:
-        model.save_weights(tmp)
+        with naming(path):
+            model.save_weights(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -49,7 +75,8 @@ def atomic_dir(out: Path):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        yield tmp
+        with naming(out):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

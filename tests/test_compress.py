@@ -159,8 +159,14 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     names = [c["name"] for c in summary["candidates"]]
     assert names == ["trained_float32", "trained_int8", "prune50_int8", "slim30_int8"]
     slim = summary["candidates"][-1]
-    assert slim["params"] == slim["extra"]["slimming"]["params_after"] < summary["candidates"][0]["params"]
-    assert slim["macs"] == slim["extra"]["slimming"]["macs_after"] < summary["candidates"][0]["macs"]
+    assert (
+        slim["params"]
+        == slim["extra"]["slimming"]["params_after"]
+        < summary["candidates"][0]["params"]
+    )
+    assert (
+        slim["macs"] == slim["extra"]["slimming"]["macs_after"] < summary["candidates"][0]["macs"]
+    )
     for c in summary["candidates"]:
         assert (out / c["file"]).exists() and 0 < c["accuracy"] <= 1
     assert summary["budget"]["picked"] in names

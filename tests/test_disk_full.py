@@ -52,9 +52,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_disk_full_mid_checkpoint_and_mid_export_keeps_the_earlier_run(
-    small_disk, digits, capsys
-):
+def test_disk_full_mid_checkpoint_and_mid_export_keeps_the_earlier_run(small_disk, digits, capsys):
     run = small_disk / "run"
     cfg = tiny_config(run, digits, epochs=2)
     finish_run(train(cfg), cfg)

@@ -1,12 +1,13 @@
 """Knowledge distillation (issue 11): the teacher stays frozen and in inference mode, the
 loss is the stated formula, and what a distilled run saves is the student alone."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import TINY_ARGS, tiny_config
 
 from tfclf.distill import Distiller, DistillPhase, TeacherError
 from tfclf.keras import keras, layers
@@ -111,3 +112,33 @@ def test_a_teacher_trained_on_another_split_is_named_in_a_warning(tmp_path, digi
     assert "--split_seed=0 --val_fraction=0.2" in split_leak_warning(str(teacher), other)
     elsewhere = tiny_config(tmp_path / "s", "mnist5k", seed=3)
     assert split_leak_warning(str(teacher), elsewhere) is None
+
+
+def test_cached_teacher_logits_equal_the_ones_computed_in_the_step(teacher_run, tmp_path, digits):
+    from tfclf.cli import UsageError
+    from tfclf.data import prepare_data
+    from tfclf.models.registry import create_model
+    from tfclf.training.phases import PhaseContext
+
+    cfg = tiny_config(tmp_path / "s", digits, kd_cache_teacher=True, teacher=str(teacher_run))
+    data, norm = prepare_data(cfg)
+    ctx = PhaseContext(cfg, cfg.stages[0], 0, 1, data.num_classes, tmp_path, norm)
+    phase = DistillPhase(str(teacher_run), cache=True)
+    cached = phase.per_example(data.train, ctx)
+    assert cached.shape == (len(data.train), 10) and cached.dtype == np.float32
+    student = create_model("resnet_custom", data.image_shape, 10, **TINY_ARGS)
+    distiller = phase.wrap(student, ctx)
+    x = norm(tf.constant(data.train.images[:32]) / 255)  # what the student's batch holds
+    np.testing.assert_allclose(distiller.teacher_logits(x).numpy(), cached[:32], atol=1e-3)
+    augmented = dataclasses.replace(cfg, augment="flip_lr")
+    ctx = dataclasses.replace(ctx, cfg=augmented)
+    with pytest.raises(UsageError, match="--kd_cache_teacher needs --augment=''"):
+        phase.per_example(data.train, ctx)
+
+
+def test_a_cached_distillation_run_trains(teacher_run, tmp_path, digits):
+    cfg = tiny_config(
+        tmp_path / "student", digits, epochs=1, teacher=str(teacher_run), kd_cache_teacher=True
+    )
+    row = train(cfg).history[-1]
+    assert np.isfinite(row["distillation_loss"]) and row["distillation_loss"] > 0

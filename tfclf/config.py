@@ -195,6 +195,11 @@ class TrainConfig:
     kd_alpha: float = field(0.9, "Weight of the distillation term (1 - it weights the labels).")
     kd_temperature: float = field(4.0, "Distillation temperature T (the KL term is x T^2).")
     kd_scale: float = field(1.0, "Extra factor on the KL term (report 000: 2).")
+    kd_cache_teacher: bool = field(
+        False,
+        "Compute the teacher's logits for the training images once instead of every step "
+        "(needs --augment='': the teacher must see exactly what the student sees).",
+    )
 
     @property
     def resolved_val_every(self) -> int:

@@ -29,8 +29,10 @@ inside the step.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -110,7 +112,10 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         x, y = data[0], data[1]
-        teacher_logits = tf.stop_gradient(self.teacher_logits(x))
+        if isinstance(x, (tuple, list)):  # the teacher's logits, computed once (cached)
+            x, teacher_logits = x
+        else:
+            teacher_logits = tf.stop_gradient(self.teacher_logits(x))
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
             loss, student, kd = self.distillation_losses(y, student_logits, teacher_logits)
@@ -203,10 +208,42 @@ class DistillPhase(Phase):
 
     name = "distill"
 
-    def __init__(self, teacher: str, *, alpha=0.9, temperature=4.0, kd_scale=1.0):
+    def __init__(
+        self, teacher: str, *, alpha=0.9, temperature=4.0, kd_scale=1.0, cache: bool = False
+    ):
         self.source = teacher
         self.teacher, self.teacher_shape, self.teacher_classes = load_teacher(teacher)
         self.alpha, self.temperature, self.kd_scale = alpha, temperature, kd_scale
+        self.cache = cache
+
+    def per_example(self, split, ctx: PhaseContext):
+        """With ``cache``: the teacher's float32 logits for every training image, computed
+        once from the raw pixels resized to the teacher's resolution."""
+        if not self.cache:
+            return None
+        from tfclf.data.augment import parse_augment
+
+        augment = ctx.cfg.augment if ctx.stage.augment is None else ctx.stage.augment
+        if parse_augment(augment):
+            raise UsageError(
+                f"--kd_cache_teacher needs --augment='' (got {augment!r}): with augmentation "
+                "the teacher must see each augmented batch, so its logits cannot be cached"
+            )
+        self.check(ctx.num_classes, split.images.shape[-1])
+        start = time.perf_counter()
+        h, w = self.teacher_shape[:2]
+        logits = []
+        for i in range(0, len(split), 256):
+            pixels = tf.cast(split.images[i : i + 256], tf.float32)
+            if tuple(pixels.shape[1:3]) != (h, w):
+                pixels = tf.image.resize(pixels, (h, w))
+            logits.append(tf.cast(self.teacher(pixels, training=False), tf.float32).numpy())
+        logging.info(
+            "teacher logits cached for %d training images in %.1f s",
+            len(split),
+            time.perf_counter() - start,
+        )
+        return np.concatenate(logits)
 
     def check(self, num_classes: int, channels: int) -> None:
         if self.teacher_classes != num_classes:

@@ -1,7 +1,7 @@
 """From a finished run to verified ``.tflite`` candidates, a summary and a byte-budget pick.
 
 ``compress_run(run_dir, options)``: the run's best (raw-pixel) model is exported in every
-TFLite mode; each method asked for (a pruning sweep, clustering, QAT and the QAT that keeps
+TFLite mode; each method asked for (a pruning sweep, network slimming, clustering, QAT and the QAT that keeps
 a pruned or clustered model's structure) fine-tunes the trained network through the
 training loop (``tfclf.training.train`` with a phase, in ``RUN/compress/finetune/NAME``, so
 a killed rerun resumes) and is exported too. Every file is verified with LiteRT on the
@@ -108,9 +108,7 @@ def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
             )
         )
     for r in opts.slim:
-        out.append(
-            (f"slim{round(r * 100):02d}", f"slim {r:g}", lambda net, r=r: SlimPhase(net, r))
-        )
+        out.append((f"slim{round(r * 100):02d}", f"slim {r:g}", lambda net, r=r: SlimPhase(net, r)))
     for k in opts.cluster:
         out.append((f"cluster{k}", f"cluster {k}", lambda net, k=k: m.ClusterPhase(net, k)))
     if opts.qat:

@@ -153,8 +153,10 @@ def train_dataset(
     balance: str = "none",
     seed: int = 0,
     start_epoch: int = 0,
+    per_example: np.ndarray | None = None,
 ) -> TrainStream:
-    """The training stream from ``start_epoch`` on: (images, soft labels[, sample weights])."""
+    """The training stream from ``start_epoch`` on: (images, soft labels[, sample weights]);
+    with ``per_example`` (one row per image), ((images, rows), soft labels[, weights])."""
     if balance not in BALANCE:
         raise ValueError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
     n = len(split)
@@ -169,6 +171,7 @@ def train_dataset(
     offsets = tf.constant(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32))
     counts_t = tf.constant(counts.astype(np.int32))
     weights = tf.constant(class_weights(counts)) if balance == "class_weight" else None
+    extra = None if per_example is None else tf.constant(per_example)
 
     def epoch_indices(epoch):
         s = tf.stack([tf.constant(seed, tf.int64), epoch])
@@ -203,6 +206,8 @@ def train_dataset(
             tf.stack([tf.constant(seed, tf.int64) + 1, epoch * steps + step]),
         )
         x = normalizer(x)
+        if extra is not None:
+            x = (x, tf.gather(extra, idx))
         if weights is not None:
             return x, y, tf.linalg.matvec(y, weights)
         return x, y

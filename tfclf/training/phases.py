@@ -1,6 +1,7 @@
 """Phases: what distillation, pruning, clustering and QAT change in the training loop.
 
-Each of them changes the same five things, and nothing else: how the model is built or
+Each of them changes the same five things (and distillation may attach one array per
+training image to the batches, ``per_example``), nothing else: how the model is built or
 wrapped (``wrap``), how it compiles (``compile``), which extra callbacks run (``callbacks``,
 e.g. TF-MOT's ``UpdatePruningStep``), which model is saved as the run's best weights and
 exported (``saved``: the student, not a distiller holding its teacher) and what happens
@@ -47,6 +48,12 @@ class Phase:
 
     def callbacks(self, model: keras.Model, ctx: PhaseContext) -> list:
         return []
+
+    def per_example(self, split, ctx: PhaseContext):
+        """An array with one row per training image that the loop gathers beside each
+        batch's images, ``((images, rows), labels)`` (distillation's cached teacher
+        logits), or None."""
+        return None
 
     def saved(self, model: keras.Model) -> keras.Model:
         """The part of the trained model whose weights are kept as the best weights."""

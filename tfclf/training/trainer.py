@@ -280,6 +280,7 @@ class Trainer:
             first_epoch = start_epoch if s == start_stage else 0
             if first_epoch >= stage.epochs:
                 continue
+            previous, ctx = model, self._context(s, len(self.data.train) // cfg.batch_size)
             stream = train_dataset(
                 self.data.train,
                 self.data.num_classes,
@@ -290,8 +291,8 @@ class Trainer:
                 balance=cfg.balance,
                 seed=cfg.seed + 1000 * s,
                 start_epoch=first_epoch,
+                per_example=self.phase.per_example(self.data.train, ctx),
             )
-            previous, ctx = model, self._context(s, stream.steps_per_epoch)
             model = self._build(ctx)
             self._compile(model, ctx)
             if s == start_stage:
@@ -419,7 +420,8 @@ class Trainer:
         )
 
     def _log_inputs(self, stream, tb_dir):
-        x = next(iter(stream.dataset))[0][:16].numpy()
+        x = next(iter(stream.dataset))[0]
+        x = (x[0] if isinstance(x, tuple) else x)[:16].numpy()
         x = np.clip(self.norm.invert(x), 0, 1)
         with tf.summary.create_file_writer(str(tb_dir / "inputs")).as_default():
             tf.summary.image("augmented_inputs", x, step=0, max_outputs=16)
@@ -497,5 +499,6 @@ def train(
             alpha=cfg.kd_alpha,
             temperature=cfg.kd_temperature,
             kd_scale=cfg.kd_scale,
+            cache=cfg.kd_cache_teacher,
         )
     return Trainer(cfg, phase, on_ready).run()

@@ -102,7 +102,7 @@ def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):
         tflite.interpreter(bad)
 
 
-def test_pruning_reaches_the_sparsity_and_strips_its_wrappers(run, tmp_path, digits):
+def test_pruning_reaches_the_sparsity_and_qat_after_it_keeps_the_zeros(run, tmp_path, digits):
     net = run[2].model  # the trained network (normalised images in)
     phase = methods.PrunePhase(net, 0.6, schedule="constant")
     pruned = train(
@@ -118,6 +118,15 @@ def test_pruning_reaches_the_sparsity_and_strips_its_wrappers(run, tmp_path, dig
         assert sparsity[name] == pytest.approx(0.6, abs=0.02), (name, sparsity[name])
     for name in ends:
         assert sparsity[name] < 0.05, (name, sparsity[name])
+    # sparsity-preserving QAT (collaborative optimisation) keeps every pruned zero
+    qat = train(
+        tiny_config(tmp_path / "qat", digits, epochs=1, model=MODEL, model_args={}),
+        methods.QATPhase(pruned, preserve="sparsity"),
+    ).model
+    assert any("Quantize" in type(layer).__name__ for layer in qat.layers)
+    after = methods.layer_sparsity(qat)
+    for name in targets:
+        assert after[name] >= sparsity[name] - 1e-6, (name, sparsity[name], after[name])
 
 
 def test_clustering_leaves_at_most_k_values_per_kernel(run, tmp_path, digits):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_ARGS, tiny_config
 
+from tfclf.compress.methods import QATPhase
 from tfclf.compress.slim import SlimPhase, plan_slimming, slim_model
 from tfclf.keras import layers
 from tfclf.models.registry import create_model
@@ -111,3 +112,13 @@ def test_trained_tiny_network_slimmed_keeps_its_accuracy(tmp_path, digits):
     assert base_acc > 0.8  # a network worth slimming (about 0.9 on 120 held-out digits)
     # stated margin: at most 3 points below the unslimmed network
     assert slim_acc >= base_acc - 0.03, (base_acc, slim_acc)
+    # QAT starts from the slimmed architecture (not the full one the config builds)
+    qat = train(
+        tiny_config(tmp_path / "qat", digits, epochs=1, lr=0.01, **model), QATPhase(slimmed.model)
+    )
+    inner = [getattr(layer, "layer", layer) for layer in qat.model.layers]
+    convs = [layer for layer in inner if isinstance(layer, layers.Conv2D)]
+    assert [c.filters for c in convs] == [
+        c.filters for c in slimmed.model.layers if isinstance(c, layers.Conv2D)
+    ]
+    assert max(r["val_accuracy"] for r in qat.history if "val_accuracy" in r) >= slim_acc - 0.03

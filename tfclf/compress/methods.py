@@ -80,20 +80,30 @@ def prunable_layers(model: keras.Model, *, keep_ends_dense: bool = True) -> list
 
 
 def layer_sparsity(model: keras.Model) -> dict[str, float]:
-    """Fraction of zero kernel weights per Conv/Dense layer of a stripped model."""
-    return {
-        layer.name: float(1 - np.count_nonzero(layer.kernel.numpy()) / np.size(layer.kernel))
-        for layer in kernel_layers(model)
-    }
+    """Fraction of zero kernel weights per Conv/Dense layer of a stripped (or QAT) model."""
+    found = {}
+    for wrapper in model.layers:
+        layer = getattr(wrapper, "layer", wrapper)  # a QAT wrapper holds the layer
+        if isinstance(layer, PRUNABLE) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel = layer.kernel
+            if wrapper is not layer:  # QAT: the variable is the wrapper's, not the layer's
+                kernel = next(w for w in wrapper.weights if w.name.startswith(f"{layer.name}/k"))
+            k = kernel.numpy()
+            found[layer.name] = float(1 - np.count_nonzero(k) / k.size)
+    return found
 
 
 class FromTrained(Phase):
-    """Starts from a trained network's weights (matched by layer name)."""
+    """Starts from a trained network: its weights in the freshly built model (matched by
+    layer name) or, when the trained network's architecture differs (a slimmed one), a
+    copy of the trained network itself."""
 
     def __init__(self, trained: keras.Model):
         self.trained = trained
 
     def wrap(self, model, ctx):
+        if [w.shape for w in model.weights] != [w.shape for w in self.trained.weights]:
+            model = keras.models.clone_model(self.trained)
         transfer_weights(self.trained, model)
         return model
 

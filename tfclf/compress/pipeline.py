@@ -257,20 +257,21 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     data = _Data(cfg, size, opts.num_calibration)
     start = time.perf_counter()
     net = trained_part(deploy)
+    from tfclf.compress import methods as m
+
     try:  # a method that cannot apply to this network fails before any work
         methods = [(name, label, make(net)) for name, label, make in _methods(opts)]
     except ValueError as e:
         raise CompressError(f"{e} ({model_path})") from None
     candidates = _export("trained", "trained", deploy, opts.modes, data, out, opts)
-    for name, label, phase in methods:
+    while methods:
+        name, label, phase = methods.pop(0)
         logging.info("method %s: fine-tuning %d epoch(s)", label, opts.finetune_epochs)
         ft_cfg = finetune_config(cfg, out / "finetune" / name, size, opts)
         result = train(ft_cfg, phase)
         extra = {}
-        if name.startswith("prune"):
-            from tfclf.compress.methods import layer_sparsity
-
-            extra["layer_sparsity"] = layer_sparsity(result.model)
+        if "prune" in name:
+            extra["layer_sparsity"] = m.layer_sparsity(result.model)
         if getattr(phase, "report", None):
             extra["slimming"] = phase.report
         candidates += _export(
@@ -281,9 +282,17 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             data,
             out,
             opts,
-            quantized=name == "qat",
+            quantized=isinstance(phase, m.QATPhase),
             extra=extra,
         )
+        if opts.qat and not isinstance(phase, m.QATPhase):
+            # QAT of the pruned / clustered / slimmed network, keeping its zeros or centroids
+            # (TF-MOT's collaborative optimisation)
+            preserve = {m.PrunePhase: "sparsity", m.ClusterPhase: "clusters"}.get(type(phase))
+            kept = f" ({preserve} kept)" if preserve else ""
+            methods.insert(
+                0, (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve))
+            )
     summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
     write_summary(out, summary, candidates, opts)
     write_labels(data.class_names, out / "labels.txt")

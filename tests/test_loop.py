@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_ARGS, tiny_config
 
-from tfclf.config import TrainConfig, parse_stage
+from tfclf.config import ScheduleConfig, Stage, TrainConfig, parse_stage
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.training.phases import Phase
@@ -192,3 +192,61 @@ def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, digi
     assert [(r["stage"], r["epoch"]) for r in rows] == [(0, 1), (1, 1), (1, 2)]
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert np.isfinite(result.model(np.zeros((1, 28, 28, 1), np.float32))).all()
+
+
+def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
+    def run(name, seed):
+        cfg = tiny_config(tmp_path / name, digits, seed=seed, deterministic=True, val_every=1)
+        cfg = dataclasses.replace(cfg, augment="random_crop(2)")
+        return [(r["loss"], r["val_loss"]) for r in train(cfg).history]
+
+    try:
+        first = run("a", seed=1)
+        assert run("b", seed=1) == first
+        assert run("c", seed=2) != first
+    finally:  # op determinism is process-wide: the next tests in this worker run without
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
+
+
+def _stages(*specs):
+    """Stages of (size, epochs, lr) with a constant LR."""
+    return tuple(
+        Stage(size=size, schedule=ScheduleConfig(kind="constant", lr=lr, epochs=epochs))
+        for size, epochs, lr in specs
+    )
+
+
+def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
+    from tfclf.train import finish_run
+
+    cfg = tiny_config(tmp_path / "run", digits, epochs=500, time_budget=3.0)
+    result = train(cfg)
+    assert result.metrics["stopped_by_time_budget"] is True
+    assert 0 < result.metrics["epochs_run"] < 500
+    finish_run(result, cfg)
+    assert (tmp_path / "run" / "report" / "report.json").exists()
+
+
+def test_val_every_validates_every_nth_and_each_stage_last_epoch(tmp_path, digits):
+    cfg = tiny_config(tmp_path / "run", digits, val_every=2)
+    cfg = dataclasses.replace(cfg, stages=_stages((16, 3, 0.05), (16, 2, 0.05)))
+    rows = train(cfg).history
+    assert [(r["stage"], r["epoch"]) for r in rows if "val_accuracy" in r] == [
+        (0, 2),
+        (0, 3),
+        (1, 2),
+    ]
+
+
+def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
+    # LeNet-5 has no batch norm or dropout; at lr 1e-9 its validation accuracy cannot move,
+    # so patience 1 stops each stage after its second epoch.
+    cfg = tiny_config(tmp_path / "run", digits, model="lenet5", model_args={}, early_stopping=1)
+    cfg = dataclasses.replace(cfg, stages=_stages((None, 6, 1e-9), (None, 6, 1e-9)))
+    first = train(cfg)
+    assert [(r["stage"], r["epoch"]) for r in first.history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert first.metrics["stopped_early"] == [1, 2] and first.metrics["epochs_run"] == 4
+    again = train(cfg)  # the same run again: both stages are over, nothing more is trained
+    assert again.history == first.history

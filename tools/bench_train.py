@@ -2,8 +2,12 @@
 
     python tools/bench_train.py --model=resnet20 --size=32 --channels=3 --precision=float32
     python tools/bench_train.py --batch_size=32,128 --loop=fit,function --rounds=3
+    python tools/bench_train.py --size=28 --channels=1 --batch_size=32 \
+        --model=se_resnet20 --model="resnet_custom {'depths': (1, 3, 3), 'se_ratio': 8}"
 
-Every combination of ``--precision``, ``--batch_size``, ``--loop`` and
+Every combination of ``--model`` (repeatable: a registered name, optionally followed by a
+space and its arguments as a Python dict literal, as ``--model_args`` in training),
+``--precision``, ``--batch_size``, ``--loop`` and
 ``--steps_per_execution`` is built once, warmed up, then timed for ``--batches`` steps in
 each of ``--rounds`` interleaved rounds (machine speed drifts: compare inside one run); the
 median is printed with the achieved GFLOP/s (6 x forward MACs per image: forward, and a
@@ -13,6 +17,7 @@ uses). Threads: ``--intra_op``/``--inter_op`` (0: TensorFlow's default). The ker
 use (oneDNN or Eigen) are printed; ``TF_ENABLE_ONEDNN_OPTS=0`` before the command compares.
 """
 
+import ast
 import itertools
 import statistics
 import time
@@ -22,7 +27,9 @@ from absl import app, flags
 
 import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
 
-flags.DEFINE_string("model", "resnet20", "Registered model.")
+flags.DEFINE_multi_string(
+    "model", ["resnet20"], "Registered model, optionally followed by its arguments as a dict."
+)
 flags.DEFINE_integer("size", 32, "Input size.")
 flags.DEFINE_integer("channels", 3, "Input channels.")
 flags.DEFINE_list("precision", ["float32"], "Policies: float32, mixed_bfloat16, ...")
@@ -57,16 +64,18 @@ def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
 class Case:
     """One configuration: a compiled model and a function that runs ``steps`` steps."""
 
-    def __init__(self, policy, batch, loop, spe):
+    def __init__(self, spec, policy, batch, loop, spe):
         import tensorflow as tf
 
         from tfclf.keras import keras
         from tfclf.models import create_model, model_stats
 
-        self.name = f"{policy} batch {batch} {loop}" + (f" spe {spe}" if loop == "fit" else "")
-        keras.mixed_precision.set_global_policy(policy)
+        name, _, args = spec.partition(" ")
         shape = (FLAGS.size, FLAGS.size, FLAGS.channels)
-        self.model = create_model(FLAGS.model, shape, 10)
+        self.name = f"{spec} {'x'.join(map(str, shape))} {policy} batch {batch} {loop}"
+        self.name += f" spe {spe}" if loop == "fit" else ""
+        keras.mixed_precision.set_global_policy(policy)
+        self.model = create_model(name, shape, 10, **(ast.literal_eval(args) if args else {}))
         self.flops_per_image = 6 * model_stats(self.model).macs
         self.batch = batch
         opt = keras.optimizers.SGD(0.01, momentum=0.9)
@@ -128,8 +137,9 @@ def main(_):
     if peak:
         print(f"float32 matmul peak ({FLAGS.peak_n}^3): {peak:,.0f} GFLOP/s")
     cases = [
-        Case(p, int(b), loop, int(spe))
-        for p, b, loop, spe in itertools.product(
+        Case(m, p, int(b), loop, int(spe))
+        for m, p, b, loop, spe in itertools.product(
+            FLAGS.model,
             FLAGS.precision, FLAGS.batch_size, FLAGS.loop, FLAGS.steps_per_execution
         )
         if loop == "fit" or spe == FLAGS.steps_per_execution[0]
@@ -143,7 +153,7 @@ def main(_):
         frac = f" = {gflops / peak:.0%} of the matmul peak" if peak else ""
         rounds = ", ".join(f"{r:,.0f}" for r in case.rates)
         print(
-            f"{FLAGS.model} {FLAGS.size}x{FLAGS.size}x{FLAGS.channels} {case.name}"
+            f"{case.name}"
             f"{' +XLA' if FLAGS.xla else ''}: {rate:,.0f} images/s (rounds {rounds}); "
             f"{gflops:,.1f} GFLOP/s{frac}"
         )

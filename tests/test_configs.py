@@ -64,3 +64,28 @@ def test_val_every_auto_validates_each_epoch_only_when_needed(args, expected):
     finally:
         fl.unparse_flags()
     assert errors == [] and cfg.resolved_val_every == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--epochs=1"], ["--stage=epochs=1", "--stage=epochs=1 size=32"], ["--epochs=3"]],
+)
+def test_resolved_flagfile_reads_back_to_the_same_config(tmp_path, args):
+    # flags.txt writes every value; a 1-epoch run (warm-up dropped) must read back too,
+    # or resume and tfclf.compress refuse the run they just trained.
+    fl = flags.FLAGS
+    try:
+        fl(["prog", *args])
+        cfg, errors = cli.config_from_flags(fl)
+        assert errors == []
+        (tmp_path / "flags.txt").write_text(cli.resolved_flagfile())
+        fl.unparse_flags()
+        fl(["prog", f"--flagfile={tmp_path / 'flags.txt'}"])
+        again, errors = cli.config_from_flags(fl)
+    finally:
+        fl.unparse_flags()
+    assert errors == []
+    assert again == cfg
+    assert [s.schedule.warmup_epochs for s in cfg.stages] == [
+        0.0 if s.epochs == 1 else 1.0 for s in cfg.stages
+    ]

@@ -99,8 +99,7 @@ def define_train_flags() -> None:
         TRAIN_FLAGS.append(name)
 
 
-def _explicit(name: str) -> bool:
-    return bool(FLAGS[name].present) if name in FLAGS else False
+_DEFAULT_WARMUP = ScheduleConfig().warmup_epochs
 
 
 def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
@@ -154,8 +153,10 @@ def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
         stage, problems = parse_stage(spec, base)
         errors.extend(f"--stage {i}: {p}" for p in problems)
         # The default warm-up (1 epoch) must not refuse a 1-epoch run: it is dropped there.
+        # Decided on the value, not on whether the flag was given, so that the run's
+        # flags.txt (which writes every value) reads back the same way in resume and compress.
         if (
-            not _explicit("warmup_epochs")
+            stage.schedule.warmup_epochs == _DEFAULT_WARMUP
             and "warmup_epochs=" not in spec
             and stage.schedule.warmup_epochs >= stage.epochs > 0
         ):

@@ -139,8 +139,7 @@ def main(_):
     cases = [
         Case(m, p, int(b), loop, int(spe))
         for m, p, b, loop, spe in itertools.product(
-            FLAGS.model,
-            FLAGS.precision, FLAGS.batch_size, FLAGS.loop, FLAGS.steps_per_execution
+            FLAGS.model, FLAGS.precision, FLAGS.batch_size, FLAGS.loop, FLAGS.steps_per_execution
         )
         if loop == "fit" or spe == FLAGS.steps_per_execution[0]
     ]

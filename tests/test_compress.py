@@ -95,6 +95,23 @@ def test_int8_files_take_raw_pixels_in_the_requested_dtype(run, val_pixels, io_d
     assert spec["input"]["quant"] == {"scale": 1.0, "zero_point": zero_point}
 
 
+def test_per_tensor_int8_has_one_scale_per_tensor_and_a_smaller_file(run, val_pixels):
+    run_dir, _, _ = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x, _ = val_pixels
+    files = {
+        pc: tflite.convert(deploy, "int8", representative=x[:50], per_channel=pc)
+        for pc in (True, False)
+    }
+
+    def most_scales(blob):
+        interp = tflite.interpreter(blob)
+        return max(len(t["quantization_parameters"]["scales"]) for t in interp.get_tensor_details())
+
+    assert most_scales(files[True]) > 1 and most_scales(files[False]) == 1
+    assert len(files[False]) < len(files[True])
+
+
 def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a flatbuffer at all" * 10)

@@ -39,6 +39,7 @@ class CompressOptions:
     modes: tuple[str, ...] = tflite.MODES
     method_modes: tuple[str, ...] = ("int8",)
     io_dtype: str = "uint8"
+    per_channel: bool = True  # int8 weight scales per output channel (False: per tensor)
     num_calibration: int = 200
     prune: tuple[float, ...] = ()
     prune_schedule: str = "polynomial"
@@ -188,6 +189,7 @@ def _export(
             mode,
             representative=data.calibration,
             io_dtype=opts.io_dtype,
+            per_channel=opts.per_channel,
             num_calibration=opts.num_calibration,
             quantized=quantized,
         )
@@ -330,6 +332,7 @@ def _summary(candidates, opts, data, deploy, seconds) -> dict:
         "classes": list(map(str, data.class_names)),
         "splits": {k: len(v) for k, v in data.splits.items()},
         "seconds": round(seconds, 1),
+        "per_channel": opts.per_channel,
         "candidates": [dataclasses.asdict(c) for c in candidates],
     }
     if "float32" in base:
@@ -369,7 +372,8 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         f"Input {summary['input_shape']} raw pixels; validation split "
         f"{summary['splits']['val']} images. Accuracy and agreement (top-1 with the float "
         "Keras model of the same method) are measured on each file with the LiteRT "
-        "interpreter; latency is the median of single-threaded batch-1 runs on this machine.",
+        "interpreter; latency is the median of single-threaded batch-1 runs on this machine."
+        + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor."),
         "",
         *rows,
         "",

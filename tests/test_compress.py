@@ -15,6 +15,7 @@ from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pi
 from tfclf.data.pipeline import resize_images
 from tfclf.export import tflite
 from tfclf.keras import keras
+from tfclf.models import create_model
 from tfclf.training.trainer import train
 
 EPOCHS = 8  # the tiny run reaches about 90 % on the held-out digits
@@ -104,12 +105,38 @@ def test_per_tensor_int8_has_one_scale_per_tensor_and_a_smaller_file(run, val_pi
         for pc in (True, False)
     }
 
-    def most_scales(blob):
-        interp = tflite.interpreter(blob)
+    def most_scales(blob):  # read before allocation: XNNPACK adds tensors of its own
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_content=blob)
         return max(len(t["quantization_parameters"]["scales"]) for t in interp.get_tensor_details())
 
     assert most_scales(files[True]) > 1 and most_scales(files[False]) == 1
     assert len(files[False]) < len(files[True])
+
+
+def test_a_file_xnnpack_refuses_is_verified_with_the_builtin_kernels(tmp_path):
+    # Found on a tiny SE-ResNet: XNNPACK fails to prepare this int8 graph (its SE blocks
+    # squeeze 8 channels to 1), so verification falls back to the builtin kernels.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 28, 28, 1)).astype(np.uint8)
+    y = rng.integers(0, 10, 64)
+    reports = {}
+    for se_ratio in (None, 8):
+        keras.utils.set_random_seed(0)  # whether XNNPACK prepares depends on the weights
+        net = create_model(
+            "resnet_custom",
+            (28, 28, 1),
+            10,
+            depths=(1, 1, 1),
+            widths=(8, 16, 32),
+            se_ratio=se_ratio,
+        )
+        path = tmp_path / f"se{se_ratio}.tflite"
+        path.write_bytes(tflite.convert(net, "int8", representative=x[:50]))
+        reports[se_ratio] = tflite.verify(path, {"val": (x, y)}, latency_runs=2)
+    assert reports[None].xnnpack and not reports[8].xnnpack
+    assert 0 <= reports[8].accuracy <= 1 and reports[8].latency_ms > 0
 
 
 def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):

@@ -90,6 +90,7 @@ class Candidate:
     io: dict
     extra: dict = dataclasses.field(default_factory=dict)
     macs: int = 0  # multiply-accumulates per image of the Keras model
+    xnnpack: bool = True  # runs in LiteRT's default XNNPACK delegate
 
 
 def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
@@ -214,6 +215,7 @@ def _export(
                 io=rep.io,
                 extra=extra or {},
                 macs=macs,
+                xnnpack=rep.xnnpack,
             )
         )
         logging.info(
@@ -311,6 +313,7 @@ def _card(deploy, class_names, norm: Normalizer, candidates: list[Candidate]) ->
             "input": c.io["input"] | {"shape": [1, *c.io["input"]["shape"][1:]]},
             "output": c.io["output"] | {"shape": [1, *c.io["output"]["shape"][1:]]},
             "val_accuracy": c.accuracy,
+            "runs_in_xnnpack": c.xnnpack,
             "note": (
                 "uint8 input = raw pixel value"
                 if c.io["input"]["dtype"] == "uint8"
@@ -378,6 +381,13 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         *rows,
         "",
     ]
+    builtin = [c.file for c in candidates if not c.xnnpack]
+    if builtin:
+        lines += [
+            f"Not runnable in LiteRT's default XNNPACK delegate (verified and timed with the "
+            f"builtin kernels; an app must turn the default delegate off): {', '.join(builtin)}.",
+            "",
+        ]
     budget = summary.get("budget")
     if budget:
         lines.append(f"## Budget: {budget['max_tflite_kb']:g} KB (raw file size)")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfclf.cli import UsageError
 from tfclf.keras import keras
@@ -113,16 +114,50 @@ def convert(
 
 
 def interpreter(model: bytes | str | Path, num_threads: int | None = None):
-    from ai_edge_litert.interpreter import Interpreter
+    """A LiteRT interpreter of the file, allocated, with its default XNNPACK delegate.
 
+    XNNPACK refuses a few valid int8 graphs (seen here: tiny SE-ResNets, whose SE blocks
+    squeeze to one or two channels, fail to prepare depending on their quantisation). Such a file still runs with
+    LiteRT's builtin kernels, which is what the interpreter falls back to, with a warning;
+    ``interp.xnnpack`` says which one runs. A phone app must then turn the default delegate
+    off too, so ``verify`` reports it.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    where = "the model bytes" if isinstance(model, bytes) else str(model)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     try:
-        if isinstance(model, bytes):
-            return Interpreter(model_content=model, num_threads=num_threads)
-        return Interpreter(model_path=str(model), num_threads=num_threads)
-    except (ValueError, RuntimeError) as exc:
-        where = "the model bytes" if isinstance(model, bytes) else str(model)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"{where} is not a valid .tflite file: {first}") from None
+        interp = Interpreter(**source, num_threads=num_threads)
+        interp.allocate_tensors()
+        interp.xnnpack = True
+        return interp
+    except RuntimeError as exc:
+        if "XNNPACK" not in str(exc):
+            raise ConversionError(f"{where} is not a valid .tflite file: {_line(exc)}") from None
+        if where not in _WARNED:
+            _WARNED.add(where)
+            logging.warning(
+                "%s does not run in LiteRT's XNNPACK delegate (%s); using the builtin kernels",
+                where,
+                _line(exc),
+            )
+    except ValueError as exc:
+        raise ConversionError(f"{where} is not a valid .tflite file: {_line(exc)}") from None
+    interp = Interpreter(
+        **source,
+        num_threads=num_threads,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interp.allocate_tensors()
+    interp.xnnpack = False
+    return interp
+
+
+_WARNED: set[str] = set()
+
+
+def _line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def io_spec(interp) -> dict:
@@ -175,7 +210,6 @@ def predict(interp, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
 def latency_ms(model: bytes | str | Path, shape, runs: int = 50, warmup: int = 5) -> float:
     """Median single-threaded batch-1 latency in milliseconds."""
     interp = interpreter(model, num_threads=1)
-    interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     x = _to_input(np.random.default_rng(0).uniform(0, 255, (1, *shape)), inp)
     times = []
@@ -200,6 +234,7 @@ class FileReport:
     latency_ms: float
     io: dict
     splits: dict  # split name -> accuracy
+    xnnpack: bool = True  # runs in LiteRT's default XNNPACK delegate (else builtin kernels)
 
     @property
     def size_kb(self) -> float:
@@ -217,7 +252,7 @@ def verify(
     first split is the headline accuracy), its agreement with ``reference[name]`` (the float
     model's logits) and its batch-1 latency."""
     data = Path(path).read_bytes()
-    interp = interpreter(data)
+    interp = interpreter(Path(path))
     accuracies, agreement = {}, None
     for name, (images, labels) in splits.items():
         top1 = predict(interp, images).argmax(-1)
@@ -231,7 +266,8 @@ def verify(
         gzip_bytes=len(gzip.compress(data, 9)),
         accuracy=accuracies[next(iter(splits))],
         agreement=agreement,
-        latency_ms=latency_ms(data, first.shape[1:], runs=latency_runs),
+        latency_ms=latency_ms(Path(path), first.shape[1:], runs=latency_runs),
         io=io_spec(interp),
         splits=accuracies,
+        xnnpack=interp.xnnpack,
     )

@@ -116,8 +116,9 @@ def convert(
 def interpreter(model: bytes | str | Path, num_threads: int | None = None):
     """A LiteRT interpreter of the file, allocated, with its default XNNPACK delegate.
 
-    XNNPACK refuses a few valid int8 graphs (seen here: tiny SE-ResNets, whose SE blocks
-    squeeze to one or two channels, fail to prepare depending on their quantisation). Such a file still runs with
+    XNNPACK refuses a few valid int8 graphs: a unit that is zero on every calibration image
+    (a dead ReLU in a 1-channel SE squeeze, seen here) gets a near-zero output scale whose
+    requantisation XNNPACK does not support. Such a file still runs with
     LiteRT's builtin kernels, which is what the interpreter falls back to, with a warning;
     ``interp.xnnpack`` says which one runs. A phone app must then turn the default delegate
     off too, so ``verify`` reports it.

@@ -113,48 +113,44 @@ def convert(
         ) from None
 
 
-def interpreter(model: bytes | str | Path, num_threads: int | None = None):
+def interpreter(model: bytes | str | Path, num_threads: int | None = None, xnnpack: bool = True):
     """A LiteRT interpreter of the file, allocated, with its default XNNPACK delegate.
 
     XNNPACK refuses a few valid int8 graphs: a unit that is zero on every calibration image
     (a dead ReLU in a 1-channel SE squeeze, seen here) gets a near-zero output scale whose
-    requantisation XNNPACK does not support. Such a file still runs with
-    LiteRT's builtin kernels, which is what the interpreter falls back to, with a warning;
-    ``interp.xnnpack`` says which one runs. A phone app must then turn the default delegate
-    off too, so ``verify`` reports it.
+    requantisation XNNPACK does not support. Such a file still runs with LiteRT's builtin
+    kernels, which is what the interpreter falls back to, with a warning (``xnnpack=False``
+    goes there directly); ``interp.xnnpack`` says which one runs. A phone app must then
+    turn the default delegate off too, so ``verify`` reports it.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     where = "the model bytes" if isinstance(model, bytes) else str(model)
     source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
-    try:
-        interp = Interpreter(**source, num_threads=num_threads)
+
+    def make(resolver, delegated):
+        interp = Interpreter(
+            **source, num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
         interp.allocate_tensors()
-        interp.xnnpack = True
+        interp.xnnpack = delegated
         return interp
-    except RuntimeError as exc:
-        if "XNNPACK" not in str(exc):
-            raise ConversionError(f"{where} is not a valid .tflite file: {_line(exc)}") from None
-        if where not in _WARNED:
-            _WARNED.add(where)
-            logging.warning(
-                "%s does not run in LiteRT's XNNPACK delegate (%s); using the builtin kernels",
-                where,
-                _line(exc),
-            )
-    except ValueError as exc:
+
+    try:
+        if xnnpack:
+            try:
+                return make(OpResolverType.AUTO, True)
+            except RuntimeError as exc:
+                if "XNNPACK" not in str(exc):
+                    raise
+                logging.warning(
+                    "%s does not run in LiteRT's XNNPACK delegate (%s); using the builtin kernels",
+                    where,
+                    _line(exc),
+                )
+        return make(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, False)
+    except (ValueError, RuntimeError) as exc:
         raise ConversionError(f"{where} is not a valid .tflite file: {_line(exc)}") from None
-    interp = Interpreter(
-        **source,
-        num_threads=num_threads,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    interp.allocate_tensors()
-    interp.xnnpack = False
-    return interp
-
-
-_WARNED: set[str] = set()
 
 
 def _line(exc: Exception) -> str:
@@ -208,9 +204,11 @@ def predict(interp, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outputs)
 
 
-def latency_ms(model: bytes | str | Path, shape, runs: int = 50, warmup: int = 5) -> float:
+def latency_ms(
+    model: bytes | str | Path, shape, runs: int = 50, warmup: int = 5, xnnpack: bool = True
+) -> float:
     """Median single-threaded batch-1 latency in milliseconds."""
-    interp = interpreter(model, num_threads=1)
+    interp = interpreter(model, num_threads=1, xnnpack=xnnpack)
     inp = interp.get_input_details()[0]
     x = _to_input(np.random.default_rng(0).uniform(0, 255, (1, *shape)), inp)
     times = []
@@ -253,7 +251,7 @@ def verify(
     first split is the headline accuracy), its agreement with ``reference[name]`` (the float
     model's logits) and its batch-1 latency."""
     data = Path(path).read_bytes()
-    interp = interpreter(Path(path))
+    interp = interpreter(path)
     accuracies, agreement = {}, None
     for name, (images, labels) in splits.items():
         top1 = predict(interp, images).argmax(-1)
@@ -267,7 +265,7 @@ def verify(
         gzip_bytes=len(gzip.compress(data, 9)),
         accuracy=accuracies[next(iter(splits))],
         agreement=agreement,
-        latency_ms=latency_ms(Path(path), first.shape[1:], runs=latency_runs),
+        latency_ms=latency_ms(path, first.shape[1:], runs=latency_runs, xnnpack=interp.xnnpack),
         io=io_spec(interp),
         splits=accuracies,
         xnnpack=interp.xnnpack,

@@ -115,6 +115,31 @@ def test_per_tensor_int8_has_one_scale_per_tensor_and_a_smaller_file(run, val_pi
     assert len(files[False]) < len(files[True])
 
 
+def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(run, val_pixels):
+    run_dir, _, _ = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x, _ = val_pixels
+    named = tflite.convert(deploy, "int8", representative=x[:50], keep_names=True)
+    stripped = tflite.strip_names(named)
+    assert len(stripped) < len(named)
+
+    def run_file(blob):
+        interp = tflite.interpreter(blob)
+        names = [d["name"] for d in interp.get_input_details() + interp.get_output_details()]
+        inner = [t["name"] for t in interp.get_tensor_details()]
+        logits = tflite.predict(interp, x[:32])
+        runner = tflite.interpreter(blob).get_signature_runner("serving_default")
+        return names, inner, logits, next(iter(runner(pixels=x[:1]).values()))
+
+    (names_a, inner_a, out_a, sig_a), (names_b, inner_b, out_b, sig_b) = map(
+        run_file, (named, stripped)
+    )
+    assert names_a == names_b and all(names_b)  # the input's and output's names stay
+    assert sum(map(len, inner_b)) < sum(map(len, inner_a)) / 4
+    np.testing.assert_array_equal(out_a, out_b)
+    np.testing.assert_array_equal(sig_a, sig_b)
+
+
 def test_a_file_xnnpack_refuses_is_verified_with_the_builtin_kernels(tmp_path):
     # Found on a tiny SE-ResNet: XNNPACK fails to prepare this int8 graph (its SE blocks
     # squeeze 8 channels to 1), so verification falls back to the builtin kernels.

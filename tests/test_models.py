@@ -31,14 +31,18 @@ def _batch(model, n=4, seed=0):
     return x, y
 
 
+def check_logits(model):
+    x, _ = _batch(model, n=2)
+    logits = model(x, training=False)
+    assert logits.shape == (2, NUM_CLASSES)
+    assert logits.dtype == tf.float32
+    assert np.isfinite(logits.numpy()).all()
+
+
 def check_logits_at_two_sizes(name, model):
     other = _sizes(name)[1]
     for m in (model, create_model(name, (other, other + 3, 1), NUM_CLASSES)):
-        x, _ = _batch(m, n=2)
-        logits = m(x, training=False)
-        assert logits.shape == (2, NUM_CLASSES)
-        assert logits.dtype == tf.float32
-        assert np.isfinite(logits.numpy()).all()
+        check_logits(m)
 
 
 def _keras_auto_name(layer):
@@ -64,24 +68,23 @@ def check_stock_named_layers_only(model):
     assert model.layers[-1].get_config().get("activation") == "linear"
 
 
-def check_from_config_round_trip(model):
-    x, _ = _batch(model, n=2)
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(
-        clone(x, training=False).numpy(), model(x, training=False).numpy(), rtol=1e-4, atol=1e-4
-    )
-
-
-# The suite's budget goes to breadth, not size. Models above BIG_PARAMS or BIG_LAYERS
-# are built, name-checked and (below BIG_LAYERS) trained a step, but not rebuilt at a
-# second size or round-tripped: they repeat the blocks of smaller registered models that
-# are (WRN-16-4, ResNeXt-29 2x32d, Res2NeXt-29 2c, ResNet-164), and a .keras round trip
-# of a 3,300-layer model alone takes about 150 s here. TFCLF_ALL_MODEL_CHECKS=1 runs
-# every check on every model.
+# The suite's budget goes to breadth, not size. Models above DEEP_LAYERS (ResNet-110/164
+# and their pre-activation twins, SE-ResNet-56) or BIG_PARAMS (ResNeXt-29 16x64d and 8x64d,
+# WRN-28-10) are built, name-checked and run forward once, but not rebuilt at a second size,
+# round-tripped or trained a step: they stack the blocks of shallower registered models
+# that get every check (ResNet-20/32/56, pre-activation ResNet-20 to 56, SE-ResNet-20,
+# WRN-16-4, ResNeXt-29 2x32d, and the bottleneck blocks in test_blocks_train_a_step_...),
+# and the checks of a 400-layer model cost 30 s here (a .keras round trip of ResNet-1001
+# alone about 150 s). TFCLF_ALL_MODEL_CHECKS=1 runs every check on every model.
 BIG_PARAMS = 20_000_000
-BIG_LAYERS = 1500
+DEEP_LAYERS = 300
 ALL_CHECKS = bool(os.environ.get("TFCLF_ALL_MODEL_CHECKS"))
+# Building a 3,300-layer net takes 45-50 s here, so only TFCLF_ALL_MODEL_CHECKS=1 builds
+# the two ResNet-1001s. They are ResNet-164's builder with 111 blocks a stage and
+# zero-initialised residual branches: test_cifar_resnet_1001_config checks that
+# configuration, and the preact bottleneck case of test_blocks_train_a_step_and_quantise
+# builds, trains and quantises those blocks with zero-initialised residuals.
+NOT_BUILT = {"resnet1001", "preact_resnet1001"}
 
 
 def check_save_load_round_trip(name, model, tmp_path):
@@ -128,7 +131,7 @@ def check_one_training_step_lowers_the_loss(model):
 # ResNeXt about 130 s, so only models within QAT_MAX_LAYERS and QAT_MAX_PARAMS are
 # quantised: the others repeat the blocks of smaller registered models that are (ResNet-20,
 # preact, SE, WRN-16, ResNeXt-29 2x32d), and the bottleneck and Res2Net blocks are covered
-# by test_qat_bottleneck_and_res2net_blocks.
+# by test_blocks_train_a_step_and_quantise.
 QAT_MAX_LAYERS = 130
 QAT_MAX_PARAMS = 4_000_000
 
@@ -158,22 +161,21 @@ def check_qat_trains_a_step(model):
 @pytest.mark.parametrize("name", list_models())
 def test_model(name, tmp_path):
     """All checks on one build of the model (building dominates the cost)."""
+    if name in NOT_BUILT and not ALL_CHECKS:
+        pytest.skip("not built (45 s): see NOT_BUILT; TFCLF_ALL_MODEL_CHECKS=1 builds it")
     size = _sizes(name)[0]
     keras.utils.set_random_seed(SEED)
     model = create_model(name, (size, size, 3), NUM_CLASSES)
     n_layers, n_params = len(model.layers), model.count_params()
-    big = not ALL_CHECKS and (n_params > BIG_PARAMS or n_layers > BIG_LAYERS)
+    big = not ALL_CHECKS and (n_params > BIG_PARAMS or n_layers > DEEP_LAYERS)
     skipped = []
     check_stock_named_layers_only(model)
     if big:
-        skipped.append("second size, from_config and .keras round trips")
+        check_logits(model)
+        skipped.append("second size, .keras round trip, training step")
     else:
         check_logits_at_two_sizes(name, model)
-        check_from_config_round_trip(model)
-        check_save_load_round_trip(name, model, tmp_path)
-    if n_layers > BIG_LAYERS and not ALL_CHECKS:
-        skipped.append("training step")
-    else:
+        check_save_load_round_trip(name, model, tmp_path)  # reads back the config too
         check_one_training_step_lowers_the_loss(model)
     if ALL_CHECKS or (n_layers <= QAT_MAX_LAYERS and n_params <= QAT_MAX_PARAMS):
         check_qat_trains_a_step(model)
@@ -188,10 +190,15 @@ def test_model(name, tmp_path):
 
 @pytest.mark.parametrize(
     "block_args",
-    [dict(block="bottleneck"), dict(block="bottleneck", res2_scale=4, groups=2)],
-    ids=["bottleneck", "res2next"],
+    [
+        dict(block="bottleneck"),
+        dict(block="bottleneck", preact=True, zero_init_residual=True),
+        dict(block="bottleneck", res2_scale=4, groups=2),
+    ],
+    ids=["bottleneck", "preact_bottleneck", "res2next"],
 )
-def test_qat_bottleneck_and_res2net_blocks(block_args):
+def test_blocks_train_a_step_and_quantise(block_args):
+    """The blocks of the deep models that test_model only builds: a descent step and QAT."""
     model = create_model(
         "resnet_custom",
         (16, 16, 3),
@@ -201,7 +208,20 @@ def test_qat_bottleneck_and_res2net_blocks(block_args):
         strides=(1, 2),
         **block_args,
     )
+    check_one_training_step_lowers_the_loss(model)
     check_qat_trains_a_step(model)
+
+
+def test_cifar_resnet_1001_config():
+    from tfclf.models.resnet import _cifar_resnet
+
+    for preact in (False, True):
+        config = _cifar_resnet(1001, preact=preact)
+        assert config["depths"] == (111, 111, 111) and config["block"] == "bottleneck"
+        assert config["zero_init_residual"] and config["preact"] == preact
+    assert not _cifar_resnet(164, preact=True)["zero_init_residual"]
+    with pytest.raises(ValueError, match="9n\\+2"):
+        _cifar_resnet(1000, preact=True)
 
 
 def test_unknown_model_lists_known_ones():

@@ -40,6 +40,7 @@ class CompressOptions:
     method_modes: tuple[str, ...] = ("int8",)
     io_dtype: str = "uint8"
     per_channel: bool = True  # int8 weight scales per output channel (False: per tensor)
+    keep_names: bool = False  # keep the names of inner tensors in the files
     num_calibration: int = 200
     prune: tuple[float, ...] = ()
     prune_schedule: str = "polynomial"
@@ -191,6 +192,7 @@ def _export(
             representative=data.calibration,
             io_dtype=opts.io_dtype,
             per_channel=opts.per_channel,
+            keep_names=opts.keep_names,
             num_calibration=opts.num_calibration,
             quantized=quantized,
         )

@@ -1,0 +1,113 @@
+"""Where a training step's time goes: oneDNN's own timing of every primitive it runs.
+
+    python tools/profile_step.py                       # the quick start's model and batch
+    python tools/profile_step.py --model=resnet20 --size=32 --channels=3 --batch_size=128
+
+Trains ``--model`` (a registered name, optionally followed by its arguments as a dict, as
+in ``tools/bench_train.py``) on random data with Keras ``fit``, then times ``--steps`` more
+steps with ``ONEDNN_VERBOSE=1`` (oneDNN prints one line per executed primitive with its
+duration) and prints the step's wall time split by primitive kind and direction
+(convolution forward / backward data / backward weights, batch normalisation, reorders
+between memory layouts, ...). What is left of the wall time ran outside oneDNN: Eigen ops
+(squeeze-excite's multiply, the optimiser's updates, the loss) and TensorFlow's executor.
+The tool re-runs itself in a child process because oneDNN reads the variable once, at start.
+"""
+
+import ast
+import collections
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("model", "se_resnet20", "Registered model, optionally with its arguments.")
+flags.DEFINE_integer("size", 28, "Input size.")
+flags.DEFINE_integer("channels", 1, "Input channels.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("steps", 20, "Profiled steps (after 10 warm-up steps).")
+flags.DEFINE_string("precision", "float32", "Keras mixed-precision policy.")
+flags.DEFINE_bool("child", False, "Internal: the profiled process.")
+FLAGS = flags.FLAGS
+
+MARK = "tfclf-profile-start"
+
+
+def child() -> None:
+    import numpy as np
+
+    import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+    from tfclf.keras import keras
+    from tfclf.models import create_model
+
+    name, _, args = FLAGS.model.partition(" ")
+    keras.mixed_precision.set_global_policy(FLAGS.precision)
+    shape = (FLAGS.size, FLAGS.size, FLAGS.channels)
+    model = create_model(name, shape, 10, **(ast.literal_eval(args) if args else {}))
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (FLAGS.batch_size, *shape)).astype("float32")
+    y = rng.integers(0, 10, FLAGS.batch_size)
+    model.fit(x, y, batch_size=FLAGS.batch_size, epochs=10, verbose=0)  # traces, warms up
+    data = np.repeat(x, FLAGS.steps, 0), np.repeat(y, FLAGS.steps)
+    sys.stdout.flush()
+    os.write(1, f"\n{MARK}\n".encode())
+    start = time.perf_counter()
+    model.fit(*data, batch_size=FLAGS.batch_size, epochs=1, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    sys.stdout.flush()
+    os.write(1, f"\ntfclf-profile-wall,{seconds}\n".encode())
+
+
+def kind(fields: list[str]) -> str:
+    """'convolution backward_weights' and the like, from one verbose line's fields."""
+    primitive, prop = fields[5], fields[7]
+    if primitive == "reorder":
+        return "reorder (layout conversion)"
+    return f"{primitive} {prop.replace('_training', '').replace('_inference', '')}".strip()
+
+
+def main(argv) -> None:
+    if FLAGS.child:
+        return child()
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    cmd = [sys.executable, __file__, "--child", *argv[1:]]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "child failed")
+    lines = out.stdout.split(MARK, 1)[-1].splitlines()
+    wall = next(float(ln.split(",")[1]) for ln in lines if ln.startswith("tfclf-profile-wall"))
+    totals, counts = collections.Counter(), collections.Counter()
+    for line in lines:
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and len(fields) > 8 and fields[2] == "primitive":
+            if fields[3] == "exec":
+                totals[kind(fields)] += float(fields[-1])
+                counts[kind(fields)] += 1
+    if not totals:
+        sys.exit("no oneDNN primitive ran: TF_ENABLE_ONEDNN_OPTS=0, or not an x86 CPU?")
+    step_ms = wall * 1e3 / FLAGS.steps
+    print(
+        f"{FLAGS.model}, {FLAGS.size}x{FLAGS.size}x{FLAGS.channels}, batch {FLAGS.batch_size}, "
+        f"{FLAGS.precision}: {step_ms:.1f} ms a step (wall, with verbose printing) "
+        f"over {FLAGS.steps} steps"
+    )
+    print(f"{'oneDNN primitive':40s} {'ms/step':>8s} {'of step':>8s} {'calls/step':>10s}")
+    for name, ms in totals.most_common():
+        print(
+            f"{name:40s} {ms / FLAGS.steps:8.2f} {ms / FLAGS.steps / step_ms:8.1%} "
+            f"{counts[name] / FLAGS.steps:10.0f}"
+        )
+    inside = sum(totals.values()) / FLAGS.steps
+    print(
+        f"{'outside oneDNN (Eigen ops, executor)':40s} {step_ms - inside:8.2f} "
+        f"{1 - inside / step_ms:8.1%}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -28,6 +28,12 @@ flags.DEFINE_integer("channels", 1, "Input channels.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_integer("steps", 20, "Profiled steps (after 10 warm-up steps).")
 flags.DEFINE_string("precision", "float32", "Keras mixed-precision policy.")
+flags.DEFINE_integer("top", 10, "How many of the costliest primitive shapes to list.")
+flags.DEFINE_integer(
+    "inter_op",
+    0,
+    "Inter-op threads (0: TensorFlow's default); 1 makes the primitives' times add up to the step.",
+)
 flags.DEFINE_bool("child", False, "Internal: the profiled process.")
 FLAGS = flags.FLAGS
 
@@ -41,6 +47,10 @@ def child() -> None:
     from tfclf.keras import keras
     from tfclf.models import create_model
 
+    if FLAGS.inter_op:
+        import tensorflow as tf
+
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op)
     name, _, args = FLAGS.model.partition(" ")
     keras.mixed_precision.set_global_policy(FLAGS.precision)
     shape = (FLAGS.size, FLAGS.size, FLAGS.channels)
@@ -81,32 +91,33 @@ def main(argv) -> None:
         sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "child failed")
     lines = out.stdout.split(MARK, 1)[-1].splitlines()
     wall = next(float(ln.split(",")[1]) for ln in lines if ln.startswith("tfclf-profile-wall"))
-    totals, counts = collections.Counter(), collections.Counter()
+    totals, counts, shapes = collections.Counter(), collections.Counter(), collections.Counter()
     for line in lines:
         fields = line.split(",")
         if line.startswith("onednn_verbose") and len(fields) > 8 and fields[2] == "primitive":
             if fields[3] == "exec":
                 totals[kind(fields)] += float(fields[-1])
                 counts[kind(fields)] += 1
+                shapes[kind(fields), fields[-2]] += float(fields[-1])
     if not totals:
         sys.exit("no oneDNN primitive ran: TF_ENABLE_ONEDNN_OPTS=0, or not an x86 CPU?")
     step_ms = wall * 1e3 / FLAGS.steps
-    print(
-        f"{FLAGS.model}, {FLAGS.size}x{FLAGS.size}x{FLAGS.channels}, batch {FLAGS.batch_size}, "
-        f"{FLAGS.precision}: {step_ms:.1f} ms a step (wall, with verbose printing) "
-        f"over {FLAGS.steps} steps"
-    )
-    print(f"{'oneDNN primitive':40s} {'ms/step':>8s} {'of step':>8s} {'calls/step':>10s}")
-    for name, ms in totals.most_common():
-        print(
-            f"{name:40s} {ms / FLAGS.steps:8.2f} {ms / FLAGS.steps / step_ms:8.1%} "
-            f"{counts[name] / FLAGS.steps:10.0f}"
-        )
     inside = sum(totals.values()) / FLAGS.steps
     print(
-        f"{'outside oneDNN (Eigen ops, executor)':40s} {step_ms - inside:8.2f} "
-        f"{1 - inside / step_ms:8.1%}"
+        f"{FLAGS.model}, {FLAGS.size}x{FLAGS.size}x{FLAGS.channels}, batch {FLAGS.batch_size}, "
+        f"{FLAGS.precision}, inter-op threads {FLAGS.inter_op or 'default'}: {step_ms:.1f} ms "
+        f"a step (wall, verbose printing included), {inside:.1f} ms of it in oneDNN primitives"
+        + (" (more than the wall: primitives ran concurrently)" if inside > step_ms else "")
     )
+    print(f"{'oneDNN primitive':34s} {'ms/step':>8s} {'of oneDNN':>9s} {'calls/step':>10s}")
+    for name, ms in totals.most_common():
+        share = ms / FLAGS.steps / inside
+        print(f"{name:34s} {ms / FLAGS.steps:8.2f} {share:9.1%} {counts[name] / FLAGS.steps:10.0f}")
+    if inside <= step_ms:
+        print(f"{'outside oneDNN (Eigen ops, executor)':34s} {step_ms - inside:8.2f}")
+    print(f"\nthe {FLAGS.top} costliest primitive shapes (ms/step, all calls of that shape):")
+    for (name, shape), ms in shapes.most_common(FLAGS.top):
+        print(f"{ms / FLAGS.steps:8.2f}  {name:30s} {shape}")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(
         names = [d["name"] for d in interp.get_input_details() + interp.get_output_details()]
         inner = [t["name"] for t in interp.get_tensor_details()]
         logits = tflite.predict(interp, x[:32])
+        # a second interpreter: predict resized the first one's input, which the runner's
+        # views would pin ("reference to internal data")
         runner = tflite.interpreter(blob).get_signature_runner("serving_default")
         return names, inner, logits, next(iter(runner(pixels=x[:1]).values()))
 

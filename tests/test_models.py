@@ -66,12 +66,12 @@ def check_stock_named_layers_only(model):
 
 # The suite's budget goes to breadth, not size. Models above DEEP_LAYERS (ResNet-110/164
 # and their pre-activation twins, SE-ResNet-56) or BIG_PARAMS (ResNeXt-29 16x64d and 8x64d,
-# WRN-28-10) are built, name-checked and run forward once, but not round-tripped or trained a
-# step: they stack the blocks of shallower registered models
-# that get every check (ResNet-20/32/56, pre-activation ResNet-20 to 56, SE-ResNet-20,
-# WRN-16-4, ResNeXt-29 2x32d, and the bottleneck blocks in test_blocks_train_a_step_...),
-# and the checks of a 400-layer model cost 30 s here (a .keras round trip of ResNet-1001
-# alone about 150 s). TFCLF_ALL_MODEL_CHECKS=1 runs every check on every model.
+# WRN-28-10) are built, name-checked and run forward once, but not round-tripped or
+# trained a step: they stack the blocks of shallower registered models that get every
+# check (ResNet-20/32/56, pre-activation ResNet-20 to 56, SE-ResNet-20, WRN-16-4,
+# ResNeXt-29 2x32d, and the blocks in test_blocks_train_a_step_and_quantise), and the
+# checks of a 400-layer model cost 30 s here (a .keras round trip of ResNet-1001 alone
+# about 150 s). TFCLF_ALL_MODEL_CHECKS=1 runs every check on every model.
 BIG_PARAMS = 20_000_000
 DEEP_LAYERS = 300
 ALL_CHECKS = bool(os.environ.get("TFCLF_ALL_MODEL_CHECKS"))

@@ -6,11 +6,15 @@
 Trains ``--model`` (a registered name, optionally followed by its arguments as a dict, as
 in ``tools/bench_train.py``) on random data with Keras ``fit``, then times ``--steps`` more
 steps with ``ONEDNN_VERBOSE=1`` (oneDNN prints one line per executed primitive with its
-duration) and prints the step's wall time split by primitive kind and direction
-(convolution forward / backward data / backward weights, batch normalisation, reorders
-between memory layouts, ...). What is left of the wall time ran outside oneDNN: Eigen ops
-(squeeze-excite's multiply, the optimiser's updates, the loss) and TensorFlow's executor.
-The tool re-runs itself in a child process because oneDNN reads the variable once, at start.
+duration) and prints that time by primitive kind and direction (convolution forward /
+backward data / backward weights, batch normalisation, reorders between memory layouts,
+...) and by shape. oneDNN reads the variable once, at start, so the steps run in a child
+process, and again in a second child without it for the step's true wall time (printing
+the verbose lines costs about as much as the step). With ``--inter_op=1`` one op runs at a
+time, so the primitives' times add up and the rest of the wall time ran outside oneDNN:
+Eigen ops (squeeze-excite's multiply, the optimiser's updates, the loss) and TensorFlow's
+executor. With TensorFlow's default, two ops run at once and share the cores, so each
+primitive's time includes waiting for the other.
 """
 
 import ast
@@ -84,21 +88,33 @@ def kind(fields: list[str]) -> str:
 def main(argv) -> None:
     if FLAGS.child:
         return child()
-    env = dict(os.environ, ONEDNN_VERBOSE="1")
-    cmd = [sys.executable, __file__, "--child", *argv[1:]]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "child failed")
-    lines = out.stdout.split(MARK, 1)[-1].splitlines()
-    wall = next(float(ln.split(",")[1]) for ln in lines if ln.startswith("tfclf-profile-wall"))
+    cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]  # absl strips flags from argv
+
+    def run_child(verbose: bool) -> tuple[list[str], float]:
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_VERBOSE"}
+        out = subprocess.run(
+            cmd,
+            env={**env, "ONEDNN_VERBOSE": "1"} if verbose else env,
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode:
+            sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "child failed")
+        lines = out.stdout.split(MARK, 1)[-1].splitlines()
+        wall = next(float(ln.split(",")[1]) for ln in lines if ln.startswith("tfclf-profile-wall"))
+        return lines, wall
+
+    lines, _ = run_child(verbose=True)
+    _, wall = run_child(verbose=False)
     totals, counts, shapes = collections.Counter(), collections.Counter(), collections.Counter()
     for line in lines:
         fields = line.split(",")
-        if line.startswith("onednn_verbose") and len(fields) > 8 and fields[2] == "primitive":
-            if fields[3] == "exec":
-                totals[kind(fields)] += float(fields[-1])
-                counts[kind(fields)] += 1
-                shapes[kind(fields), fields[-2]] += float(fields[-1])
+        if not line.startswith("onednn_verbose") or fields[2:4] != ["primitive", "exec"]:
+            continue
+        name, ms = kind(fields), float(fields[-1])
+        totals[name] += ms
+        counts[name] += 1
+        shapes[name, fields[-2]] += ms
     if not totals:
         sys.exit("no oneDNN primitive ran: TF_ENABLE_ONEDNN_OPTS=0, or not an x86 CPU?")
     step_ms = wall * 1e3 / FLAGS.steps
@@ -106,14 +122,13 @@ def main(argv) -> None:
     print(
         f"{FLAGS.model}, {FLAGS.size}x{FLAGS.size}x{FLAGS.channels}, batch {FLAGS.batch_size}, "
         f"{FLAGS.precision}, inter-op threads {FLAGS.inter_op or 'default'}: {step_ms:.1f} ms "
-        f"a step (wall, verbose printing included), {inside:.1f} ms of it in oneDNN primitives"
-        + (" (more than the wall: primitives ran concurrently)" if inside > step_ms else "")
+        f"a step (wall, without verbose), {inside:.1f} ms in oneDNN primitives (with verbose)"
     )
     print(f"{'oneDNN primitive':34s} {'ms/step':>8s} {'of oneDNN':>9s} {'calls/step':>10s}")
     for name, ms in totals.most_common():
         share = ms / FLAGS.steps / inside
         print(f"{name:34s} {ms / FLAGS.steps:8.2f} {share:9.1%} {counts[name] / FLAGS.steps:10.0f}")
-    if inside <= step_ms:
+    if FLAGS.inter_op == 1:
         print(f"{'outside oneDNN (Eigen ops, executor)':34s} {step_ms - inside:8.2f}")
     print(f"\nthe {FLAGS.top} costliest primitive shapes (ms/step, all calls of that shape):")
     for (name, shape), ms in shapes.most_common(FLAGS.top):

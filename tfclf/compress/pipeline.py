@@ -22,7 +22,7 @@ from absl import logging
 from tfclf.cli import UsageError
 from tfclf.config import ScheduleConfig, Stage, TrainConfig
 from tfclf.data import Normalizer, prepare_data
-from tfclf.data.pipeline import resize_images
+from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.export import tflite
 from tfclf.export.deploy import deployable, model_card, trained_part, write_labels
 from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -159,10 +159,7 @@ class _Data:
 
 
 def _keras_logits(model: keras.Model, arrays) -> dict[str, np.ndarray]:
-    return {
-        k: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
-        for k, (x, _) in arrays.items()
-    }
+    return {k: model.predict(array_batches(x), verbose=0) for k, (x, _) in arrays.items()}
 
 
 def _export(

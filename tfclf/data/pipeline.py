@@ -6,7 +6,7 @@ normalises it: per-element overhead is paid once per batch (PITFALLS: batch befo
 Every random choice derives from ``(seed, epoch, step)``, so the stream is the same after a
 resume and under any parallelism. Images are resized once per stage resolution (FixRes).
 
-tf.data's autotuning thread is switched off (``_without_autotune_thread``): in TF 2.21,
+tf.data's autotuning thread is switched off (``without_autotune``): in TF 2.21,
 tearing down an iterator at the end of ``fit`` can wait out that thread's sleep, up to 60 s
 (measured: 13-45 s stalls after the last epoch in 5 of 17 runs; BUILD_NOTES.md). The map
 then runs one call per core and prefetch keeps its own buffer heuristic; the pipeline is
@@ -214,7 +214,7 @@ def train_dataset(
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return TrainStream(_without_autotune_thread(ds.prefetch(tf.data.AUTOTUNE)), steps)
+    return TrainStream(without_autotune(ds.prefetch(tf.data.AUTOTUNE)), steps)
 
 
 def eval_dataset(
@@ -235,10 +235,18 @@ def eval_dataset(
         return (x if normalizer is None else normalizer(x / 255.0)), tf.one_hot(y, num_classes)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    return _without_autotune_thread(ds)
+    return without_autotune(ds)
 
 
-def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+def array_batches(images: np.ndarray, batch_size: int = 256) -> tf.data.Dataset:
+    """Batches of ``images`` (float32) in order, for ``Model.predict``: given NumPy arrays,
+    Keras builds its own dataset with autotuning on, which here ran 5-20 % slower
+    (BUILD_NOTES.md, "CPU training speed")."""
+    ds = tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).batch(batch_size)
+    return without_autotune(ds.prefetch(1))
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
     """``ds`` with tf.data's autotuning model off: AUTOTUNE parallelism becomes the core
     count, and the iterator no longer owns the optimisation thread whose sleep an iterator
     teardown could wait out (module docstring)."""

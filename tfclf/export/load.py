@@ -115,7 +115,9 @@ class KerasClassifier(Classifier):
         self.class_names = _class_names(path, int(self.model.output_shape[-1]))
 
     def logits(self, pixels):
-        return self.model.predict(pixels.astype(np.float32), batch_size=256, verbose=0)
+        from tfclf.data.pipeline import array_batches
+
+        return self.model.predict(array_batches(pixels), verbose=0)
 
 
 def load_classifier(path: str | Path) -> Classifier:

@@ -114,6 +114,11 @@ def _snapshot(root: Path) -> dict:
     }
 
 
+# One worker runs the whole table: the module fixture (four CLI processes, ~25 s) would
+# otherwise run once on each xdist worker (`--dist loadgroup` in pyproject.toml).
+pytestmark = pytest.mark.xdist_group("bad_inputs")
+
+
 @pytest.fixture(scope="module")
 def table_results(tmp_path_factory):
     """Runs every CLI's table (one process per CLI); returns {(module, i): result}."""

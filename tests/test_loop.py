@@ -210,6 +210,32 @@ def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
         config.disable_op_determinism()
 
 
+def test_auto_precision_probe_measures_the_model_and_leaves_the_run_unchanged(
+    tmp_path, digits, monkeypatch
+):
+    """On a CPU with native bfloat16 ``--precision=auto`` builds the model once in float32 to
+    count its MACs; the tiny test model then trains in float32, exactly as an explicit
+    ``--precision=float32`` run does (the probe's random draws are undone)."""
+    import tfclf.system
+
+    monkeypatch.setattr(tfclf.system, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(tfclf.system.tf.config, "list_physical_devices", lambda kind=None: [])
+
+    def run(name, precision):
+        cfg = tiny_config(tmp_path / name, digits, epochs=1, deterministic=True, val_every=1)
+        result = train(dataclasses.replace(cfg, precision=precision))
+        return result.metrics["precision"], [(r["loss"], r["val_loss"]) for r in result.history]
+
+    try:
+        explicit, auto = run("explicit", "float32"), run("auto", "auto")
+    finally:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
+    assert auto[0] == "float32"
+    assert auto == explicit
+
+
 def _stages(*specs):
     """Stages of (size, epochs, lr) with a constant LR."""
     return tuple(

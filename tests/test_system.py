@@ -57,6 +57,23 @@ def test_precision_auto_on_cpu(flags, expected):
     assert resolve_precision("auto", flags=flags, has_gpu=False) == expected
 
 
+@pytest.mark.parametrize(
+    "macs, expected",
+    [
+        (150_000, "float32"),
+        (2_400_000, "float32"),
+        (9_300_000, "mixed_bfloat16"),
+        (None, "mixed_bfloat16"),
+    ],
+)
+def test_precision_auto_keeps_tiny_models_in_float32(macs, expected):
+    """Below BF16_MIN_MACS a step is bound by per-op costs and bfloat16 is slower even where it
+    is native (BUILD_NOTES "Precision on CPUs"); GPUs keep float16 whatever the size."""
+    assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=False, macs=macs) == expected
+    assert resolve_precision("auto", flags=AVX2, has_gpu=False, macs=macs) == "float32"
+    assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True, macs=macs) == "mixed_float16"
+
+
 def test_precision_auto_on_gpu_and_explicit():
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True) == "mixed_float16"
     assert resolve_precision("float32", flags=AVX512_BF16, has_gpu=False) == "float32"

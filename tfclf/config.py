@@ -169,7 +169,8 @@ class TrainConfig:
     time_budget: float = field(0.0, "Stop cleanly after this long: '90s', '30m', '6h'.")
     precision: str = field(
         "auto",
-        "Mixed precision (auto: bf16 on CPUs with native bf16, fp16 on GPUs, else float32).",
+        "Mixed precision (auto: fp16 on GPUs; bf16 on CPUs with native bf16 for models of 5 M "
+        "MACs an image or more; else float32).",
         choices=PRECISIONS,
     )
     xla: bool = field(False, "XLA jit_compile (about 3x slower for convnets on CPU).")

@@ -2,7 +2,10 @@
 
 ``--precision=auto`` picks mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16
 (AVX512_BF16 or AMX: 2-2.5x faster than float32 at batch 128 there) and float32 elsewhere
-(bf16 is emulated without them, 5-8x slower: BUILD_NOTES.md "Precision on CPUs").
+(bf16 is emulated without them, 5-8x slower: BUILD_NOTES.md "Precision on CPUs"). Models under
+``BF16_MIN_MACS`` multiply-accumulates an image train in float32 even with native bf16: their
+steps are bound by per-op costs, which bf16's casts and narrow-channel kernels add to (0.5-0.7x
+float32's speed measured for 0.2 M and 2.4 M MACs, 1.1-1.25x for 9-31 M).
 """
 
 from __future__ import annotations
@@ -26,16 +29,26 @@ def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
 
 
+BF16_MIN_MACS = 5_000_000
+
+
 def resolve_precision(
-    precision: str, *, flags: set[str] | None = None, has_gpu: bool | None = None
+    precision: str,
+    *,
+    flags: set[str] | None = None,
+    has_gpu: bool | None = None,
+    macs: int | None = None,
 ) -> str:
-    """The Keras mixed-precision policy for ``precision`` (``auto`` decided as above)."""
+    """The Keras mixed-precision policy for ``precision`` (``auto`` decided as above;
+    ``macs``, the model's multiply-accumulates an image, when known)."""
     if precision != "auto":
         return precision
     if has_gpu is None:
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
     if has_gpu:
         return "mixed_float16"
+    if macs is not None and macs < BF16_MIN_MACS:
+        return "float32"
     return "mixed_bfloat16" if cpu_has_native_bf16(flags) else "float32"
 
 

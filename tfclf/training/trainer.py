@@ -30,6 +30,7 @@ from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_
 from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
+from tfclf.models.summary import human, model_stats
 from tfclf.system import describe_kernels, make_strategy, resolve_precision
 from tfclf.training import callbacks as cb
 from tfclf.training.phases import Phase, PhaseContext
@@ -168,11 +169,6 @@ class Trainer:
         keras.utils.set_random_seed(cfg.seed)
         if cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.precision = resolve_precision(cfg.precision)
-        keras.mixed_precision.set_global_policy(self.precision)
-        logging.info(
-            "%s; precision %s (--precision=%s)", describe_kernels(), self.precision, cfg.precision
-        )
         self.strategy = make_strategy(cfg.strategy)
         resolver = getattr(self.strategy, "cluster_resolver", None)
         self.is_chief = (
@@ -187,6 +183,27 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
         logging.info("data: %s", self.data.describe())
+        self.precision, why = self._pick_precision()
+        keras.mixed_precision.set_global_policy(self.precision)
+        logging.info(
+            "%s; precision %s (--precision=%s%s)",
+            describe_kernels(),
+            self.precision,
+            cfg.precision,
+            why,
+        )
+
+    def _pick_precision(self) -> tuple[str, str]:
+        """``--precision`` resolved; for ``auto`` where bfloat16 is native, a float32 build of
+        the first stage's model is measured first, as tiny models train faster in float32."""
+        cfg = self.cfg
+        precision = resolve_precision(cfg.precision)
+        if cfg.precision != "auto" or precision != "mixed_bfloat16":
+            return precision, ""
+        keras.mixed_precision.set_global_policy("float32")
+        macs = model_stats(self._create(cfg.stages[0])).macs
+        keras.utils.set_random_seed(cfg.seed)  # the probe drew initial weights
+        return resolve_precision("auto", macs=macs), f": {human(macs)} MACs an image"
 
     def _ready(self):
         """The data loaded and the first model built: only now does the run directory of an

@@ -236,6 +236,31 @@ def test_auto_precision_probe_measures_the_model_and_leaves_the_run_unchanged(
     assert auto == explicit
 
 
+def test_steps_per_execution_reaches_compile_and_changes_no_number(tmp_path, digits):
+    """Several steps per call into TensorFlow (the default, 8) run the same steps: a run's
+    losses equal those of one step per call."""
+    seen = []
+
+    class Spy(Phase):
+        def compile(self, model, ctx, **compile_args):
+            seen.append(compile_args["steps_per_execution"])
+            super().compile(model, ctx, **compile_args)
+
+    def run(name, spe):
+        cfg = tiny_config(tmp_path / name, digits, epochs=2, deterministic=True, val_every=1)
+        cfg = dataclasses.replace(cfg, steps_per_execution=spe)
+        return [(r["loss"], r["val_loss"]) for r in train(cfg, Spy()).history]
+
+    try:
+        assert run("one", 1) == run("five", 5)
+    finally:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
+    assert seen == [1, 5]
+    assert TrainConfig().steps_per_execution == 8
+
+
 def _stages(*specs):
     """Stages of (size, epochs, lr) with a constant LR."""
     return tuple(

@@ -174,6 +174,11 @@ class TrainConfig:
         choices=PRECISIONS,
     )
     xla: bool = field(False, "XLA jit_compile (about 3x slower for convnets on CPU).")
+    steps_per_execution: int = field(
+        8,
+        "Training steps per call into TensorFlow (Keras steps_per_execution): fewer Python "
+        "round trips; per-batch callbacks see every Nth step.",
+    )
     strategy: str = field(
         "default", "tf.distribute strategy (multi_worker reads TF_CONFIG).", choices=STRATEGIES
     )
@@ -219,7 +224,7 @@ class TrainConfig:
 
         check(0 <= self.kd_alpha <= 1, f"--kd_alpha must be in [0, 1], got {self.kd_alpha}")
         check(self.kd_temperature > 0, f"--kd_temperature must be > 0, got {self.kd_temperature}")
-        for name in ("batch_size", "eval_batch_size"):
+        for name in ("batch_size", "eval_batch_size", "steps_per_execution"):
             check(getattr(self, name) > 0, f"--{name} must be positive, got {getattr(self, name)}")
         for name in ("l2", "bn_l1", "weight_decay", "time_budget", "early_stopping", "val_every"):
             check(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")

@@ -273,7 +273,7 @@ class DistillPhase(Phase):
 
         return Distiller(model, self.teacher, to_teacher, name="distiller")
 
-    def compile(self, model, ctx, *, optimizer, loss, metrics, jit_compile=False):
+    def compile(self, model, ctx, *, optimizer, loss, metrics, **compile_args):
         model.compile(
             optimizer=optimizer,
             metrics=metrics,
@@ -282,7 +282,7 @@ class DistillPhase(Phase):
             alpha=self.alpha,
             temperature=self.temperature,
             kd_scale=self.kd_scale,
-            jit_compile=jit_compile,
+            **compile_args,
         )
 
     def saved(self, model):

@@ -43,7 +43,8 @@ class Phase:
         return model
 
     def compile(self, model: keras.Model, ctx: PhaseContext, **compile_args) -> None:
-        """Compiles ``model`` with the loop's optimizer, loss, metrics and jit_compile."""
+        """Compiles ``model`` with the loop's optimizer, loss, metrics, jit_compile and
+        steps_per_execution."""
         model.compile(**compile_args)
 
     def callbacks(self, model: keras.Model, ctx: PhaseContext) -> list:

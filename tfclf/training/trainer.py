@@ -265,6 +265,7 @@ class Trainer:
                 loss=loss,
                 metrics=metrics,
                 jit_compile=cfg.xla,
+                steps_per_execution=cfg.steps_per_execution,
             )
             model.optimizer.build(model.trainable_variables)
 

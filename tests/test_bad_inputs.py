@@ -37,6 +37,7 @@ CASES = {
         (["--model=nope"], "unknown model 'nope'"),
         (["--lr=-1"], "--lr must be positive"),
         (["--bn_l1=-1e-4"], "--bn_l1 must be >= 0"),
+        (["--steps_per_execution=0"], "--steps_per_execution must be positive, got 0"),
         (["--stage=size=x"], "size='x' is not a int"),
         (["--augment=blur(3)"], "unknown augmentation 'blur'"),
         (["--time_budget=soon"], "--time_budget: cannot read 'soon'"),
@@ -112,11 +113,6 @@ def _snapshot(root: Path) -> dict:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-# One worker runs the whole table: the module fixture (four CLI processes, ~25 s) would
-# otherwise run once on each xdist worker (`--dist loadgroup` in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("bad_inputs")
 
 
 @pytest.fixture(scope="module")

@@ -194,24 +194,29 @@ def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(tmp_path, digi
     assert np.isfinite(result.model(np.zeros((1, 28, 28, 1), np.float32))).all()
 
 
-def test_same_seed_reproduces_a_run_exactly(tmp_path, digits):
+@pytest.fixture
+def op_determinism():
+    """Lets a test run with ``deterministic=True``; op determinism is process-wide, so the
+    next tests in this worker get it switched off again."""
+    yield
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()
+
+
+def test_same_seed_reproduces_a_run_exactly(tmp_path, digits, op_determinism):
     def run(name, seed):
         cfg = tiny_config(tmp_path / name, digits, seed=seed, deterministic=True, val_every=1)
         cfg = dataclasses.replace(cfg, augment="random_crop(2)")
         return [(r["loss"], r["val_loss"]) for r in train(cfg).history]
 
-    try:
-        first = run("a", seed=1)
-        assert run("b", seed=1) == first
-        assert run("c", seed=2) != first
-    finally:  # op determinism is process-wide: the next tests in this worker run without
-        from tensorflow.python.framework import config
-
-        config.disable_op_determinism()
+    first = run("a", seed=1)
+    assert run("b", seed=1) == first
+    assert run("c", seed=2) != first
 
 
 def test_auto_precision_probe_measures_the_model_and_leaves_the_run_unchanged(
-    tmp_path, digits, monkeypatch
+    tmp_path, digits, monkeypatch, op_determinism
 ):
     """On a CPU with native bfloat16 ``--precision=auto`` builds the model once in float32 to
     count its MACs; the tiny test model then trains in float32, exactly as an explicit
@@ -226,17 +231,14 @@ def test_auto_precision_probe_measures_the_model_and_leaves_the_run_unchanged(
         result = train(dataclasses.replace(cfg, precision=precision))
         return result.metrics["precision"], [(r["loss"], r["val_loss"]) for r in result.history]
 
-    try:
-        explicit, auto = run("explicit", "float32"), run("auto", "auto")
-    finally:
-        from tensorflow.python.framework import config
-
-        config.disable_op_determinism()
+    explicit, auto = run("explicit", "float32"), run("auto", "auto")
     assert auto[0] == "float32"
     assert auto == explicit
 
 
-def test_steps_per_execution_reaches_compile_and_changes_no_number(tmp_path, digits):
+def test_steps_per_execution_reaches_compile_and_changes_no_number(
+    tmp_path, digits, op_determinism
+):
     """Several steps per call into TensorFlow (the default, 8) run the same steps: a run's
     losses equal those of one step per call."""
     seen = []
@@ -251,12 +253,7 @@ def test_steps_per_execution_reaches_compile_and_changes_no_number(tmp_path, dig
         cfg = dataclasses.replace(cfg, steps_per_execution=spe)
         return [(r["loss"], r["val_loss"]) for r in train(cfg, Spy()).history]
 
-    try:
-        assert run("one", 1) == run("five", 5)
-    finally:
-        from tensorflow.python.framework import config
-
-        config.disable_op_determinism()
+    assert run("one", 1) == run("five", 5)
     assert seen == [1, 5]
     assert TrainConfig().steps_per_execution == 8
 

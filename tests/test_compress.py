@@ -14,6 +14,7 @@ from tfclf.compress import methods
 from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pick_under_budget
 from tfclf.data.pipeline import resize_images
 from tfclf.export import tflite
+from tfclf.export.deploy import trained_part
 from tfclf.keras import keras
 from tfclf.models import create_model
 from tfclf.training.trainer import train
@@ -142,6 +143,29 @@ def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(
     np.testing.assert_array_equal(sig_a, sig_b)
 
 
+def test_sparse_encoding_shrinks_a_pruned_file_and_keeps_its_outputs(run, val_pixels):
+    run_dir, _, _ = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    for layer in methods.kernel_layers(trained_part(deploy)):  # 80 % zeros, as pruning leaves
+        k = layer.kernel.numpy()
+        k[np.abs(k) < np.quantile(np.abs(k), 0.8)] = 0
+        layer.kernel.assign(k)
+    x, _ = val_pixels
+    for mode in ("float32", "int8"):
+        dense, sparse = (
+            tflite.convert(deploy, mode, representative=x[:50], sparse=s) for s in (False, True)
+        )
+        assert tflite.sparse_weights(dense) == 0 < tflite.sparse_weights(sparse), mode
+        assert len(sparse) < 0.7 * len(dense), (mode, len(sparse), len(dense))
+        builtin = tflite.interpreter(sparse, xnnpack=False)
+        assert "DENSIFY" in {op["op_name"] for op in builtin._get_ops_details()}
+        # the same kernels (XNNPACK refuses the int8 file's sparse classifier and rounds
+        # differently from the builtin kernels it then runs on)
+        outputs = [tflite.predict(tflite.interpreter(b, xnnpack=False), x) for b in (dense, sparse)]
+        np.testing.assert_allclose(*outputs, rtol=1e-6, atol=1e-6)
+        assert tflite.interpreter(sparse).xnnpack == (mode == "float32")
+
+
 def test_a_file_xnnpack_refuses_is_verified_with_the_builtin_kernels(tmp_path):
     # Found on a tiny SE-ResNet: XNNPACK fails to prepare this int8 graph (its SE blocks
     # squeeze 8 channels to 1), so verification falls back to the builtin kernels.
@@ -227,7 +251,7 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     run_dir, cfg, _ = run
     opts = CompressOptions(
         modes=("float32", "int8"),
-        prune=(0.5,),
+        prune=(0.8,),
         slim=(0.3,),
         finetune_epochs=1,
         max_tflite_kb=10_000,
@@ -237,7 +261,9 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     summary = compress_run(run_dir, opts, cfg)
     out = tmp_path / "out"
     names = [c["name"] for c in summary["candidates"]]
-    assert names == ["trained_float32", "trained_int8", "prune50_int8", "slim30_int8"]
+    assert names == ["trained_float32", "trained_int8", "prune80_int8", "slim30_int8"]
+    trained, pruned = summary["candidates"][1:3]  # int8 both: pruning shrinks the file itself
+    assert pruned["sparse_weights"] > 0 and pruned["size_bytes"] < 0.7 * trained["size_bytes"]
     slim = summary["candidates"][-1]
     assert (
         slim["params"]
@@ -252,12 +278,14 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     assert summary["budget"]["picked"] in names
     assert (out / "size_accuracy.png").stat().st_size > 1000
     text = (out / "summary.md").read_text()
-    assert "prune 0.5" in text and "slim 0.3: " in text and "MMACs" in text
+    assert (
+        "prune 0.8" in text and "int8, sparse" in text and "slim 0.3: " in text and "MMACs" in text
+    )
     card = json.loads((out / "model_card.json").read_text())
     assert card["files"]["trained_int8.tflite"]["input"]["dtype"] == "uint8"
     assert (out / "labels.txt").read_text().splitlines() == [str(i) for i in range(10)]
     # the fine-tuning checkpoint is there: a rerun resumes instead of training again
-    assert list((out / "finetune" / "prune50" / "checkpoints").glob("ckpt-*"))
+    assert list((out / "finetune" / "prune80" / "checkpoints").glob("ckpt-*"))
 
 
 def cli(module, *args, timeout=300):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfclf.keras import keras, layers
-from tfclf.models import create_model, get_spec, list_models
+from tfclf.models import create_model, get_spec, list_models, model_stats
 
 NUM_CLASSES = 7
 SEED = int(os.environ.get("TFCLF_TEST_SEED", 0))
@@ -133,11 +133,14 @@ QAT_MAX_PARAMS = 4_000_000
 
 
 def check_qat_trains_a_step(model):
-    from tfclf.compress.methods import output_only_layers, quantize
+    from tfclf.compress.methods import deployed_weights, output_only_layers, quantize
 
     qat = quantize(model)
     wrapped = {layer.name for layer in qat.layers if "Quantize" in type(layer).__name__}
     assert set(output_only_layers(model)) <= {n.removeprefix("quant_") for n in wrapped}
+    # the compress summary's MACs and parameters see through the wrappers
+    assert model_stats(qat).macs == model_stats(model).macs > 0
+    assert sum(w.size for w in deployed_weights(qat)) == model.count_params()
     # Two eager SGD steps through the fake-quantised graph: the same ops as fit's step,
     # without tracing it (tracing took 9 of the 17 s a model).
     optimizer = keras.optimizers.SGD(1e-3)

@@ -36,6 +36,13 @@ flags.DEFINE_bool(
     "Keep the converter's names of inner tensors in the .tflite files (for Netron); by "
     "default only the input's and output's are kept, which saves about 20 KB a file.",
 )
+flags.DEFINE_bool(
+    "sparse",
+    True,
+    "Store pruned weights in TFLite's sparse format when that makes a file smaller (a DENSIFY "
+    "op expands them once at load; LiteRT and its XNNPACK delegate run it, TFLite Micro does "
+    "not): pruning then shrinks the file, not only its gzip. --nosparse keeps files dense.",
+)
 flags.DEFINE_integer("num_calibration", 200, "Training images for int8 calibration.")
 flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (a sweep).")
 flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
@@ -85,6 +92,7 @@ def main(argv):
         io_dtype=FLAGS.io_dtype,
         per_channel=FLAGS.per_channel,
         keep_names=FLAGS.keep_names,
+        sparse=FLAGS.sparse,
         num_calibration=FLAGS.num_calibration,
         prune=_numbers("prune", float),
         prune_schedule=FLAGS.prune_schedule,

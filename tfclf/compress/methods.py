@@ -18,6 +18,8 @@ in training).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
@@ -77,6 +79,16 @@ def prunable_layers(model: keras.Model, *, keep_ends_dense: bool = True) -> list
         skip = set(convs[:1] + dense[-1:])
         names = [n for n in names if n not in skip]
     return names
+
+
+def deployed_weights(model: keras.Model) -> list[np.ndarray]:
+    """The model's weights without QAT's quantizer state (the ranges and step counters that
+    TF-MOT adds as ``*_min``, ``*_max`` and ``optimizer_step`` variables): what the
+    ``.tflite`` file stores as parameters."""
+    return [w.numpy() for w in model.weights if not QUANTIZER_STATE.search(w.name)]
+
+
+QUANTIZER_STATE = re.compile(r"(_min|_max|optimizer_step)(:\d+)?$")
 
 
 def layer_sparsity(model: keras.Model) -> dict[str, float]:

@@ -73,6 +73,7 @@ def convert(
     quantized: bool = False,
     per_channel: bool = True,
     keep_names: bool = False,
+    sparse: bool = False,
 ) -> bytes:
     """The ``.tflite`` bytes of ``model`` (a raw-pixel deployable model).
 
@@ -84,13 +85,19 @@ def convert(
     scale instead of one per output channel (TFLite's experimental converter switch): a
     smaller file (TFLite stores a float32 scale and an int64 zero point per channel), at
     some accuracy that ``verify`` measures. QAT files keep the ranges they were trained with.
-    Tensor names are removed (``strip_names``) unless ``keep_names``.
+    Tensor names are removed (``strip_names``) unless ``keep_names``. ``sparse`` lets the
+    converter store weight tensors with many zeros (pruned ones) in TFLite's sparse format,
+    expanded once at load time by a ``DENSIFY`` op (``sparse_weights`` counts them): the
+    only way pruning shrinks the file itself rather than its gzip. LiteRT and its XNNPACK
+    delegate run such files with dense-speed kernels; TFLite Micro has no ``DENSIFY``.
     """
     if mode not in MODES:
         raise ValueError(f"TFLite mode {mode!r} is not one of {', '.join(MODES)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse:
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if not per_channel and not quantized:
         converter._experimental_disable_per_channel = True
     if mode == "float16":
@@ -137,15 +144,29 @@ def strip_names(blob: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def interpreter(model: bytes | str | Path, num_threads: int | None = None, xnnpack: bool = True):
+def sparse_weights(blob: bytes) -> int:
+    """How many tensors of the ``.tflite`` bytes are stored in the sparse format."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(blob))
+    return sum(t.sparsity is not None for g in model.subgraphs for t in g.tensors)
+
+
+def interpreter(
+    model: bytes | str | Path,
+    num_threads: int | None = None,
+    xnnpack: bool = True,
+    warn: bool = True,
+):
     """A LiteRT interpreter of the file, allocated, with its default XNNPACK delegate.
 
     XNNPACK refuses a few valid int8 graphs: a unit that is zero on every calibration image
     (a dead ReLU in a 1-channel SE squeeze, seen here) gets a near-zero output scale whose
     requantisation XNNPACK does not support. Such a file still runs with LiteRT's builtin
     kernels, which is what the interpreter falls back to, with a warning (``xnnpack=False``
-    goes there directly); ``interp.xnnpack`` says which one runs. A phone app must then
-    turn the default delegate off too, so ``verify`` reports it.
+    goes there directly, ``warn=False`` falls back silently); ``interp.xnnpack`` says which
+    one runs. A phone app must then turn the default delegate off too, so ``verify`` reports
+    it. XNNPACK also refuses an int8 fully connected layer with sparse-encoded weights.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -165,9 +186,9 @@ def interpreter(model: bytes | str | Path, num_threads: int | None = None, xnnpa
             try:
                 return make(OpResolverType.AUTO, True)
             except RuntimeError as exc:
-                if "XNNPACK" not in str(exc):
+                if "xnnpack" not in str(exc).lower():  # also "TfLiteXNNPackDelegate"
                     raise
-                logging.warning(
+                (logging.warning if warn else logging.debug)(
                     "%s does not run in LiteRT's XNNPACK delegate (%s); using the builtin kernels",
                     where,
                     _line(exc),

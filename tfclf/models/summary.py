@@ -14,20 +14,24 @@ def _count(weights) -> int:
 
 
 def layer_macs(layer: keras.layers.Layer) -> int:
-    """MACs of one layer for one image (convs and dense layers; the rest is negligible)."""
+    """MACs of one layer for one image (convs and dense layers; the rest is negligible).
+    A wrapper (TF-MOT's QAT and pruning wrappers) counts as the layer it wraps."""
+    node = layer  # the layer in the graph, which knows the shapes
+    if isinstance(layer, layers.Wrapper):
+        layer = layer.layer
     if isinstance(layer, layers.DepthwiseConv2D):
-        _, h, w, c = layer.output_shape
+        _, h, w, c = node.output_shape
         kh, kw = layer.kernel_size
         return int(h * w * c * kh * kw)
     if isinstance(layer, layers.Conv2D):
-        _, h, w, c = layer.output_shape
+        _, h, w, c = node.output_shape
         kh, kw = layer.kernel_size
-        cin = layer.input_shape[-1]
+        cin = node.input_shape[-1]
         return int(h * w * c * kh * kw * cin // layer.groups)
     if isinstance(layer, layers.Dense):
-        out = layer.output_shape
+        out = node.output_shape
         spatial = int(np.prod(out[1:-1])) if len(out) > 2 else 1
-        return int(spatial * layer.input_shape[-1] * layer.units)
+        return int(spatial * node.input_shape[-1] * layer.units)
     return 0
 
 

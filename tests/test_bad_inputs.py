@@ -62,6 +62,7 @@ CASES = {
         (["--run_dir={run}", "--slim=1"], "--slim: a channel ratio must be in (0, 1), got 1.0"),
         (["--run_dir={run}", "--modes=float64"], "--modes"),
         (["--run_dir={run}", "--max_tflite_kb=-3"], "--max_tflite_kb"),
+        (["--run_dir={run}", "--chain", "--prune=0.5"], "--chain prunes or clusters each slim"),
     ],
     "tfclf.predict": [
         (["{d}/digit.png"], "--model is required"),

@@ -253,6 +253,7 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
         modes=("float32", "int8"),
         prune=(0.8,),
         slim=(0.3,),
+        chain=True,
         finetune_epochs=1,
         max_tflite_kb=10_000,
         latency_runs=3,
@@ -261,10 +262,18 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     summary = compress_run(run_dir, opts, cfg)
     out = tmp_path / "out"
     names = [c["name"] for c in summary["candidates"]]
-    assert names == ["trained_float32", "trained_int8", "prune80_int8", "slim30_int8"]
-    trained, pruned = summary["candidates"][1:3]  # int8 both: pruning shrinks the file itself
+    assert names == [
+        "trained_float32",
+        "trained_int8",
+        "prune80_int8",
+        "slim30_int8",
+        "slim30_prune80_int8",  # --chain: the slimmed network pruned
+    ]
+    trained, pruned, slim, both = summary["candidates"][1:]
+    # int8 files: pruning shrinks the file itself, and slimming then pruning shrinks it most
     assert pruned["sparse_weights"] > 0 and pruned["size_bytes"] < 0.7 * trained["size_bytes"]
-    slim = summary["candidates"][-1]
+    assert both["params"] == slim["params"] and both["nonzero_params"] < 0.5 * slim["params"]
+    assert both["size_bytes"] < min(slim["size_bytes"], pruned["size_bytes"])
     assert (
         slim["params"]
         == slim["extra"]["slimming"]["params_after"]

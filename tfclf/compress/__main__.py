@@ -1,5 +1,5 @@
 """Compress a finished run into verified ``.tflite`` files: ``python -m tfclf.compress
---run_dir=RUN [--prune=0.3,0.5,0.7] [--slim=0.5] [--cluster=16] [--qat]
+--run_dir=RUN [--prune=0.3,0.5,0.7] [--slim=0.5] [--cluster=16] [--qat] [--chain]
 [--max_tflite_kb=300]``.
 
 With no method flags the run's best model is exported as float32, float16, dynamic-range
@@ -55,6 +55,12 @@ flags.DEFINE_list(
     "the smallest batch-norm scales (train with --bn_l1 first), rebuild, fine-tune.",
 )
 flags.DEFINE_bool("qat", False, "Quantisation-aware fine-tuning.")
+flags.DEFINE_bool(
+    "chain",
+    False,
+    "Also apply --prune and --cluster to each --slim network (then QAT with --qat): "
+    "slimming removes channels, pruning zeros in what is left, for the smallest files.",
+)
 flags.DEFINE_integer("finetune_epochs", 2, "Fine-tuning epochs of each method.")
 flags.DEFINE_float("finetune_lr", None, "Fine-tuning peak LR (default: the run's LR / 10).")
 flags.DEFINE_float("max_tflite_kb", None, "Pick the most accurate file of at most this size.")
@@ -100,6 +106,7 @@ def main(argv):
         cluster=_numbers("cluster", int),
         slim=_numbers("slim", float),
         qat=FLAGS.qat,
+        chain=FLAGS.chain,
         finetune_epochs=FLAGS.finetune_epochs,
         finetune_lr=FLAGS.finetune_lr,
         max_tflite_kb=FLAGS.max_tflite_kb,

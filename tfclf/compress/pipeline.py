@@ -50,6 +50,7 @@ class CompressOptions:
     cluster: tuple[int, ...] = ()
     slim: tuple[float, ...] = ()  # network-slimming channel ratios
     qat: bool = False
+    chain: bool = False  # also prune / cluster each slimmed network
     finetune_epochs: int = 2
     finetune_lr: float | None = None  # default: the run's peak LR / 10
     max_tflite_kb: float | None = None
@@ -69,6 +70,11 @@ class CompressOptions:
         for m in (*self.modes, *self.method_modes):
             if m not in tflite.MODES:
                 raise CompressError(f"--modes: {m!r} is not one of {', '.join(tflite.MODES)}")
+        if self.chain and not (self.slim and (self.prune or self.cluster)):
+            raise CompressError(
+                "--chain prunes or clusters each slimmed network: give --slim and --prune "
+                "or --cluster"
+            )
         if self.finetune_epochs < 1:
             raise CompressError(f"--finetune_epochs must be >= 1, got {self.finetune_epochs}")
         if self.max_tflite_kb is not None and self.max_tflite_kb <= 0:
@@ -97,8 +103,9 @@ class Candidate:
     sparse_weights: int = 0  # weight tensors stored in TFLite's sparse format
 
 
-def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
-    """(name, label, phase factory taking the trained network) per requested method."""
+def _methods(opts: CompressOptions, chained: bool = False) -> list[tuple[str, str, object]]:
+    """(name, label, phase factory taking the trained network) per requested method; with
+    ``chained``, the ones that ``--chain`` applies to a slimmed network."""
     from tfclf.compress import methods as m
     from tfclf.compress.slim import SlimPhase
 
@@ -113,11 +120,11 @@ def _methods(opts: CompressOptions) -> list[tuple[str, str, object]]:
                 ),
             )
         )
-    for r in opts.slim:
+    for r in () if chained else opts.slim:
         out.append((f"slim{round(r * 100):02d}", f"slim {r:g}", lambda net, r=r: SlimPhase(net, r)))
     for k in opts.cluster:
         out.append((f"cluster{k}", f"cluster {k}", lambda net, k=k: m.ClusterPhase(net, k)))
-    if opts.qat:
+    if opts.qat and not chained:
         out.append(("qat", "qat", lambda net: m.QATPhase(net)))
     return out
 
@@ -314,14 +321,21 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             quantized=isinstance(phase, m.QATPhase),
             extra=extra,
         )
+        follow = []
         if opts.qat and not isinstance(phase, m.QATPhase):
             # QAT of the pruned / clustered / slimmed network, keeping its zeros or centroids
             # (TF-MOT's collaborative optimisation)
             preserve = {m.PrunePhase: "sparsity", m.ClusterPhase: "clusters"}.get(type(phase))
             kept = f" ({preserve} kept)" if preserve else ""
-            methods.insert(
-                0, (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve))
+            follow.append(
+                (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve))
             )
+        if opts.chain and "slimming" in extra:  # prune / cluster the slimmed network too
+            follow += [
+                (f"{name}_{n}", f"{label} + {lab}", make(result.model))
+                for n, lab, make in _methods(opts, chained=True)
+            ]
+        methods[0:0] = follow
     summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
     write_summary(out, summary, candidates, opts)
     write_labels(data.class_names, out / "labels.txt")

@@ -2,11 +2,13 @@
 
 ``compress_run(run_dir, options)``: the run's best (raw-pixel) model is exported in every
 TFLite mode; each method asked for (a pruning sweep, network slimming, clustering, QAT and
-the QAT that keeps a pruned or clustered model's structure) fine-tunes the trained network
-through the training loop (``tfclf.training.train`` with a phase, in
-``RUN/compress/finetune/NAME``, so a killed rerun resumes) and is exported too. Every file is verified with LiteRT on the
-run's validation split (and its test split when the source has one). Reports 000 and 003
-ask for exactly this table: non-zero parameters, gzip size and accuracy per method.
+the QAT that keeps a pruned or clustered model's structure; with ``chain``, pruning or
+clustering of each slimmed network) fine-tunes the trained network through the training
+loop (``tfclf.training.train`` with a phase, in ``RUN/compress/finetune/NAME``, so a
+killed rerun resumes) and is exported too, pruned weights sparse-encoded when that makes
+the file smaller. Every file is verified with LiteRT on the run's validation split (and
+its test split when the source has one). Reports 000 and 003 ask for exactly this table:
+non-zero parameters, gzip size and accuracy per method.
 """
 
 from __future__ import annotations

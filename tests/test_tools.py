@@ -1,0 +1,60 @@
+"""The README's ``tools/`` scripts run from a checkout and produce what they promise: a PNG
+of the schedule and of an augmented batch, and a training benchmark's images/s with its
+fraction of the measured matmul peak. Small arguments: these check the tools, not speed."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).parent.parent
+
+
+def run_tool(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    "tool, args",
+    [
+        ("plot_lr.py", ["--flagfile=configs/report000_fixres.flags", "--steps_per_epoch=8"]),
+        ("show_augment.py", ["--augment=affine(10, 0.1, (0.9, 1.1), 5)|cutout(8)", "--num=6"]),
+    ],
+)
+def test_plotting_tools_write_a_png(tool, args, tmp_path):
+    out = tmp_path / "plot.png"
+    run_tool(tool, *args, f"--out={out}")
+    with Image.open(out) as image:
+        assert image.width > 300 and image.height > 150
+        assert len(set(image.convert("L").getdata())) > 10  # drawn, not blank
+
+
+def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
+    out = run_tool(
+        "bench_train.py",
+        "--model=lenet5",
+        "--size=28",
+        "--channels=1",
+        "--batch_size=16",
+        "--batches=3",
+        "--rounds=2",
+        "--peak_n=256",
+    )
+    assert re.search(r"CPU kernels: (oneDNN|Eigen)", out), out
+    line = next(ln for ln in out.splitlines() if ln.startswith("lenet5 28x28x1 float32 batch 16"))
+    rate, gflops, share = re.search(
+        r": ([\d,]+) images/s .*?; ([\d.,]+) GFLOP/s = (\d+)% of the matmul peak", line
+    ).groups()
+    assert float(rate.replace(",", "")) > 0 and float(gflops.replace(",", "")) > 0, line
+    assert 0 < int(share) <= 100, line

@@ -3,6 +3,7 @@ files, pruning and clustering through the training loop, the budget pick, the co
 predict CLIs and their one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -199,16 +200,19 @@ def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):
 
 def test_pruning_reaches_the_sparsity_and_qat_after_it_keeps_the_zeros(run, tmp_path, digits):
     net = run[2].model  # the trained network (normalised images in)
-    phase = methods.PrunePhase(net, 0.6, schedule="constant")
+    with pytest.raises(ValueError, match=r"--prune_exclude: 'nope_\*' matches no Conv2D/Dense"):
+        methods.PrunePhase(net, 0.6, exclude=("nope_*",))
+    phase = methods.PrunePhase(net, 0.6, schedule="constant", exclude=("stage3_*2_conv",))
     pruned = train(
         tiny_config(tmp_path / "prune", digits, epochs=1, model=MODEL, model_args={}), phase
     ).model
     names = [type(layer).__name__ for layer in pruned.layers]
     assert not any("Prune" in n for n in names), names
     sparsity = methods.layer_sparsity(pruned)
-    targets = methods.prunable_layers(net)
+    targets = methods.prunable_layers(net, exclude=("stage3_*2_conv",))
     ends = set(sparsity) - set(targets)
-    assert targets and len(ends) == 2  # stem conv and classifier stay dense
+    # stem conv, classifier and the excluded layer stay dense
+    assert targets and ends == {"stage1_conv1_conv", "logits", "stage3_conv2_conv"}, ends
     for name in targets:
         assert sparsity[name] == pytest.approx(0.6, abs=0.02), (name, sparsity[name])
     for name in ends:
@@ -290,6 +294,11 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     assert (
         "prune 0.8" in text and "int8, sparse" in text and "slim 0.3: " in text and "MMACs" in text
     )
+    assert re.search(
+        r"\nprune 0\.8: 3 layers pruned to sparsity 0\.[78]\d-0\.[78]\d; "
+        r"kept dense: stage1_conv1_conv, logits ",
+        text,
+    ), text
     card = json.loads((out / "model_card.json").read_text())
     assert card["files"]["trained_int8.tflite"]["input"]["dtype"] == "uint8"
     assert (out / "labels.txt").read_text().splitlines() == [str(i) for i in range(10)]

@@ -47,6 +47,12 @@ flags.DEFINE_integer("num_calibration", 200, "Training images for int8 calibrati
 flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (a sweep).")
 flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
 flags.DEFINE_bool("prune_ends", False, "Also prune the stem convolution and the classifier.")
+flags.DEFINE_list(
+    "prune_exclude",
+    [],
+    "Layers kept dense when pruning: names or shell patterns, e.g. stage3_*,se_* "
+    "(python -m tfclf.models MODEL lists them).",
+)
 flags.DEFINE_list("cluster", [], "Weight-clustering cluster counts, e.g. 16.")
 flags.DEFINE_list(
     "slim",
@@ -103,6 +109,7 @@ def main(argv):
         prune=_numbers("prune", float),
         prune_schedule=FLAGS.prune_schedule,
         prune_ends=FLAGS.prune_ends,
+        prune_exclude=tuple(FLAGS.prune_exclude),
         cluster=_numbers("cluster", int),
         slim=_numbers("slim", float),
         qat=FLAGS.qat,

@@ -18,6 +18,7 @@ in training).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 import numpy as np
@@ -69,16 +70,26 @@ def kernel_layers(model: keras.Model) -> list:
     ]
 
 
-def prunable_layers(model: keras.Model, *, keep_ends_dense: bool = True) -> list[str]:
+def prunable_layers(
+    model: keras.Model, *, keep_ends_dense: bool = True, exclude: tuple[str, ...] = ()
+) -> list[str]:
     """Names of the layers pruned: every kernel layer but (by default) the first
-    convolution and the last dense layer (the classifier)."""
+    convolution and the last dense layer (the classifier), and those whose name matches
+    one of the ``exclude`` shell patterns (``stage3_*``); a pattern that matches no kernel
+    layer is a ``ValueError`` naming it."""
     names = [layer.name for layer in kernel_layers(model)]
+    for pattern in exclude:
+        if not fnmatch.filter(names, pattern):
+            raise ValueError(
+                f"--prune_exclude: {pattern!r} matches no Conv2D/Dense layer of "
+                f"{model.name} (they are {', '.join(names[:6])}, ...)"
+            )
+    skip = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in exclude)}
     if keep_ends_dense:
         convs = [n for n in names if isinstance(model.get_layer(n), keras.layers.Conv2D)]
         dense = [n for n in names if isinstance(model.get_layer(n), keras.layers.Dense)]
-        skip = set(convs[:1] + dense[-1:])
-        names = [n for n in names if n not in skip]
-    return names
+        skip |= set(convs[:1] + dense[-1:])
+    return [n for n in names if n not in skip]
 
 
 def deployed_weights(model: keras.Model) -> list[np.ndarray]:
@@ -135,12 +146,14 @@ class PrunePhase(FromTrained):
         ramp: float = 0.7,
         frequency: int = 50,
         keep_ends_dense: bool = True,
+        exclude: tuple[str, ...] = (),
     ):
         if not 0 < target < 1:
             raise ValueError(f"--prune: a sparsity must be in (0, 1), got {target}")
         super().__init__(trained)
         self.target, self.schedule, self.ramp = target, schedule, ramp
-        self.frequency, self.keep_ends_dense = frequency, keep_ends_dense
+        self.frequency, self.keep_ends_dense, self.exclude = frequency, keep_ends_dense, exclude
+        prunable_layers(trained, keep_ends_dense=keep_ends_dense, exclude=exclude)  # checks
 
     def wrap(self, model, ctx: PhaseContext):
         model = super().wrap(model, ctx)
@@ -151,7 +164,9 @@ class PrunePhase(FromTrained):
         else:
             end = max(freq, int(total * self.ramp))
             sched = sparsity.PolynomialDecay(0.0, self.target, 0, end, frequency=freq)
-        names = set(prunable_layers(model, keep_ends_dense=self.keep_ends_dense))
+        names = set(
+            prunable_layers(model, keep_ends_dense=self.keep_ends_dense, exclude=self.exclude)
+        )
 
         def clone(layer):
             if layer.name in names:

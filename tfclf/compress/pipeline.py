@@ -49,6 +49,7 @@ class CompressOptions:
     prune: tuple[float, ...] = ()
     prune_schedule: str = "polynomial"
     prune_ends: bool = False  # prune the stem and the classifier too
+    prune_exclude: tuple[str, ...] = ()  # shell patterns of layer names kept dense
     cluster: tuple[int, ...] = ()
     slim: tuple[float, ...] = ()  # network-slimming channel ratios
     qat: bool = False
@@ -72,6 +73,8 @@ class CompressOptions:
         for m in (*self.modes, *self.method_modes):
             if m not in tflite.MODES:
                 raise CompressError(f"--modes: {m!r} is not one of {', '.join(tflite.MODES)}")
+        if self.prune_exclude and not self.prune:
+            raise CompressError("--prune_exclude names layers to keep dense: give --prune too")
         if self.chain and not (self.slim and (self.prune or self.cluster)):
             raise CompressError(
                 "--chain prunes or clusters each slimmed network: give --slim and --prune "
@@ -118,7 +121,11 @@ def _methods(opts: CompressOptions, chained: bool = False) -> list[tuple[str, st
                 f"prune{round(s * 100):02d}",
                 f"prune {s:g}",
                 lambda net, s=s: m.PrunePhase(
-                    net, s, schedule=opts.prune_schedule, keep_ends_dense=not opts.prune_ends
+                    net,
+                    s,
+                    schedule=opts.prune_schedule,
+                    keep_ends_dense=not opts.prune_ends,
+                    exclude=opts.prune_exclude,
                 ),
             )
         )
@@ -252,6 +259,7 @@ def _export(
     return found
 
 
+DENSE_BELOW = 0.05  # a layer with fewer zeros than this counts as not pruned in the summary
 SPARSE_MAX_NONZERO = 0.9  # try sparse encoding when at most this fraction of weights is non-zero
 
 
@@ -454,6 +462,18 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
                 f"({budget['smallest']['kb']:.1f} KB)."
             )
         lines.append("")
+    pruned = {
+        c.method: c.extra["layer_sparsity"] for c in candidates if "layer_sparsity" in c.extra
+    }
+    for method, sparsity in pruned.items():
+        cut = sorted(v for v in sparsity.values() if v >= DENSE_BELOW)
+        dense = [n for n, v in sparsity.items() if v < DENSE_BELOW]
+        lines += [
+            f"{method}: {len(cut)} layers pruned to sparsity "
+            + (f"{cut[0]:.2f}-{cut[-1]:.2f}" if cut else "-")
+            + f"; kept dense: {', '.join(dense) or 'none'} (per layer in summary.json).",
+            "",
+        ]
     slimmed = {c.method: c.extra["slimming"] for c in candidates if "slimming" in c.extra}
     for method, r in slimmed.items():
         widths = ", ".join(f"{g['layers'][0]} {g['channels']}->{g['kept']}" for g in r["groups"])

@@ -63,6 +63,7 @@ CASES = {
         (["--run_dir={run}", "--modes=float64"], "--modes"),
         (["--run_dir={run}", "--max_tflite_kb=-3"], "--max_tflite_kb"),
         (["--run_dir={run}", "--chain", "--prune=0.5"], "--chain prunes or clusters each slim"),
+        (["--run_dir={run}", "--prune_exclude=stage3_*"], "--prune_exclude names layers to keep"),
     ],
     "tfclf.predict": [
         (["{d}/digit.png"], "--model is required"),

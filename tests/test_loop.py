@@ -106,6 +106,15 @@ def test_a_failed_export_leaves_the_previous_best_model(tmp_path, digits):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_regularizers_keep_the_initial_weights():
+    # a penalty must not re-draw the initialisation: one seed, one starting point
+    model = create_model("resnet_custom", (28, 28, 1), 10, **TINY_ARGS)
+    rebuilt = with_regularizers(model, 1e-3, 1e-4)
+    assert rebuilt is not model and len(rebuilt.losses) > 0
+    for a, b in zip(model.get_weights(), rebuilt.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("wrapper", ["prune", "quantize"])
 def test_l2_survives_tf_mot_wrapping(wrapper):
     import tensorflow_model_optimization as tfmot

@@ -68,7 +68,10 @@ def with_regularizers(model: keras.Model, l2: float, bn_l1: float = 0.0) -> kera
     dense kernel (not batch norm, not biases) and, with ``bn_l1``, an L1 penalty on every
     batch-norm scale (network slimming, ``tfclf.compress.slim``). Regularisers are part of
     each layer's config, so they are saved with the model and survive TF-MOT's cloning and
-    wrapping (tested)."""
+    wrapping (tested). The rebuilt model keeps ``model``'s weights: a penalty must not
+    re-draw the initialisation, or one seed would start from other weights with ``--l2``
+    than without (it did until session 13, which cost the quick start 0.4 points on its
+    default seed; BUILD_NOTES.md "Quick start")."""
     if not l2 and not bn_l1:
         return model
     config = model.get_config()
@@ -79,7 +82,9 @@ def with_regularizers(model: keras.Model, l2: float, bn_l1: float = 0.0) -> kera
         if bn_l1 and layer["class_name"] == "BatchNormalization" and layer["config"]["scale"]:
             reg = keras.regularizers.L1(bn_l1)
             layer["config"]["gamma_regularizer"] = keras.regularizers.serialize(reg)
-    return model.__class__.from_config(config)
+    rebuilt = model.__class__.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def set_trainable(model: keras.Model, which: str) -> None:

@@ -33,6 +33,8 @@ clustering = tfmot.clustering.keras
 quantization = tfmot.quantization.keras
 
 PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)
+# TF-MOT's QAT state: the ranges and step counters it adds as variables
+QUANTIZER_STATE = re.compile(r"(_min|_max|optimizer_step)(:\d+)?$")
 
 
 class OutputQuantizeConfig(quantization.QuantizeConfig):
@@ -97,9 +99,6 @@ def deployed_weights(model: keras.Model) -> list[np.ndarray]:
     TF-MOT adds as ``*_min``, ``*_max`` and ``optimizer_step`` variables): what the
     ``.tflite`` file stores as parameters."""
     return [w.numpy() for w in model.weights if not QUANTIZER_STATE.search(w.name)]
-
-
-QUANTIZER_STATE = re.compile(r"(_min|_max|optimizer_step)(:\d+)?$")
 
 
 def layer_sparsity(model: keras.Model) -> dict[str, float]:

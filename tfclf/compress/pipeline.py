@@ -32,6 +32,9 @@ from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
 from tfclf.models.summary import model_stats
 
+SPARSE_MAX_NONZERO = 0.9  # try sparse encoding when at most this fraction of weights is non-zero
+DENSE_BELOW = 0.05  # a layer with fewer zeros than this counts as not pruned in the summary
+
 
 class CompressError(UsageError):
     """A bad compression request (the message names the flag or file)."""
@@ -257,10 +260,6 @@ def _export(
             time.perf_counter() - start,
         )
     return found
-
-
-DENSE_BELOW = 0.05  # a layer with fewer zeros than this counts as not pruned in the summary
-SPARSE_MAX_NONZERO = 0.9  # try sparse encoding when at most this fraction of weights is non-zero
 
 
 def _smaller_if_as_fast(dense: bytes, sparse: bytes) -> bytes:

@@ -303,6 +303,7 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     start = time.perf_counter()
     net = trained_part(deploy)
     from tfclf.compress import methods as m
+    from tfclf.compress.slim import SlimPhase
 
     try:  # a method that cannot apply to this network fails before any work
         methods = [(name, label, make(net)) for name, label, make in _methods(opts)]
@@ -339,7 +340,7 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             follow.append(
                 (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve))
             )
-        if opts.chain and "slimming" in extra:  # prune / cluster the slimmed network too
+        if opts.chain and isinstance(phase, SlimPhase):  # prune / cluster it too
             follow += [
                 (f"{name}_{n}", f"{label} + {lab}", make(result.model))
                 for n, lab, make in _methods(opts, chained=True)

@@ -206,7 +206,7 @@ class Trainer:
         if cfg.precision != "auto" or precision != "mixed_bfloat16":
             return precision, ""
         keras.mixed_precision.set_global_policy("float32")
-        macs = model_stats(self._create(cfg.stages[0])).macs
+        macs = model_stats(self._architecture(cfg.stages[0])).macs
         keras.utils.set_random_seed(cfg.seed)  # the probe drew initial weights
         return resolve_precision("auto", macs=macs), f": {human(macs)} MACs an image"
 
@@ -220,10 +220,10 @@ class Trainer:
             self.on_ready()
         self.on_ready = None
 
-    def _create(self, stage: Stage) -> keras.Model:
+    def _architecture(self, stage: Stage) -> keras.Model:
         size = stage.size or self.data.image_shape[0]
         try:
-            model = create_model(
+            return create_model(
                 self.cfg.model,
                 (size, size, self.data.image_shape[-1]),
                 self.data.num_classes,
@@ -231,7 +231,9 @@ class Trainer:
             )
         except ValueError as e:  # the model's own checks: input size, argument values
             raise UsageError(f"--model={self.cfg.model}: {e}") from None
-        return with_regularizers(model, self.cfg.l2, self.cfg.bn_l1)
+
+    def _create(self, stage: Stage) -> keras.Model:
+        return with_regularizers(self._architecture(stage), self.cfg.l2, self.cfg.bn_l1)
 
     def _context(self, s: int, steps_per_epoch: int) -> PhaseContext:
         return PhaseContext(

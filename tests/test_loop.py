@@ -164,9 +164,32 @@ def test_restores_are_strict(tmp_path):
         restore_model(deeper, path)
 
 
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("epochs", [3, 1], ids=["mid-stage", "finished"])
+def test_a_run_directory_of_another_model_is_a_clear_error_and_stays(tmp_path, digits, epochs):
+    """Rerunning into a run directory resumes it; one holding another model's run (the
+    quick start's after an upgrade) is one UsageError naming that model, and nothing of the
+    earlier run is overwritten (``on_ready``, where the CLI writes this run's flags.txt, ran
+    before the restore once)."""
+    from tfclf.cli import UsageError
+
+    run = tmp_path / "run"
+    train(tiny_config(run, digits), None)
+    (run / "flags.txt").write_text("--run_dir=run\n--model=resnet_custom\n")
+    before = _files(run)
+    other = {**TINY_ARGS, "widths": (8, 24)}
+    with pytest.raises(UsageError, match="holds an earlier run of resnet_custom.*cannot resume"):
+        cfg = tiny_config(run, digits, epochs=epochs, model_args=other)
+        train(cfg, None, on_ready=lambda: (run / "flags.txt").write_text("the new run's\n"))
+    assert _files(run) == before
+
+
 def test_config_defaults_are_valid_and_stage_specs_take_spaces():
     cfg = TrainConfig()
-    assert cfg.validate() == [] and cfg.stages[0].epochs == 24 and cfg.batch_size == 32
+    assert cfg.validate() == [] and cfg.stages[0].epochs == 22 and cfg.batch_size == 64
     stage, errors = parse_stage(
         "size=20 augment=affine(10, 0.1) cycle_epochs=4 milestones=3,5", cfg.stages[0]
     )

@@ -216,11 +216,30 @@ class _OwnInfoOnly(std_logging.Filter):
         ).resolve().is_relative_to(self.package_dir)
 
 
+class _NoUnrestoredValues(std_logging.Filter):
+    """TensorFlow lists every value of a checkpoint whose restore failed, one warning each,
+    when the half-restored objects are deleted (hundreds of lines at exit). tfclf restores
+    strictly and reports a failed restore itself, in one line."""
+
+    def filter(self, record):
+        return not (
+            record.levelno == std_logging.WARNING
+            and Path(record.pathname).name == "checkpoint.py"
+            and record.getMessage().startswith(
+                ("Detecting that an object", "Value in checkpoint", "An attribute in the")
+            )
+        )
+
+
 def quiet_library_info() -> None:
     """Below WARNING, only tfclf's own records reach the log: TensorFlow's and matplotlib's
     INFO records (checkpoint sharding times, SavedModel assets, font cache) would interleave
-    with the one line per epoch. Their warnings and errors still show."""
-    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)  # has its own handler
+    with the one line per epoch. Their warnings and errors still show, but for the list of
+    a failed checkpoint restore's values (``_NoUnrestoredValues``)."""
+    tf_logger = std_logging.getLogger("tensorflow")  # has its own handler
+    tf_logger.setLevel(std_logging.WARNING)
+    if not any(isinstance(f, _NoUnrestoredValues) for f in tf_logger.filters):
+        tf_logger.addFilter(_NoUnrestoredValues())
     handler = logging.get_absl_handler()
     if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
         handler.addFilter(_OwnInfoOnly())

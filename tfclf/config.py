@@ -46,8 +46,8 @@ class ScheduleConfig:
     """A learning-rate schedule over one stage (``tfclf.training.schedules``)."""
 
     kind: str = field("cosine", "LR schedule.", choices=SCHEDULES, flag="schedule")
-    lr: float = field(0.05, "Peak learning rate.")
-    epochs: int = field(24, "Epochs (of the single stage; --stage sets them per stage).")
+    lr: float = field(0.1, "Peak learning rate.")
+    epochs: int = field(22, "Epochs (of the single stage; --stage sets them per stage).")
     warmup_epochs: float = field(1.0, "Linear warm-up epochs (clipped below --epochs).")
     gamma: float = field(0.1, "Decay factor (step, multistep, exponential).")
     step_epochs: int = field(30, "Epochs between decays (step).")
@@ -117,7 +117,7 @@ class TrainConfig:
     """Everything a training run needs. The defaults are the quick start."""
 
     run_dir: str = field("runs/quickstart", "Run directory (checkpoints, logs, report).")
-    model: str = field("se_resnet20", "Model name (python -m tfclf.models --list).")
+    model: str = field("se_resnet8", "Model name (python -m tfclf.models --list).")
     model_args: dict = field(
         factory=dict,
         help="Model builder overrides as a Python dict literal, e.g. "
@@ -140,7 +140,7 @@ class TrainConfig:
         "Augmentations, e.g. 'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.",
     )
     balance: str = field("none", "Class balancing.", choices=BALANCE)
-    batch_size: int = field(32, "Global batch size.")
+    batch_size: int = field(64, "Global batch size.")
     optimizer: str = field("sgd", "Optimizer.", choices=OPTIMIZERS)
     momentum: float = field(0.9, "SGD momentum.")
     nesterov: bool = field(True, "Nesterov momentum for SGD.")

@@ -343,7 +343,7 @@ for _depth in (20, 32, 44, 56, 110, 164, 1001):
             description=f"CIFAR ResNet-{_depth}, {_kind} blocks"
             + (", pre-activation" if _preact else ""),
         )
-for _depth in (20, 56):
+for _depth in (8, 20, 56):
     _register(
         f"se_resnet{_depth}",
         _cifar_resnet(_depth, preact=False, se_ratio=8),

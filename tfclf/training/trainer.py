@@ -130,16 +130,29 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> None:
         layer.set_weights(theirs)
 
 
-def restore_model(model: keras.Model, path: str) -> None:
+def restore_model(
+    model: keras.Model, path: str, checkpoint: tf.train.Checkpoint | None = None
+) -> None:
     """Restores the model's weights from a training checkpoint, strictly: every model
     variable must be in it (a mismatch is an error, never silently random weights). The
-    checkpoint's optimizer and counters may go unused."""
+    checkpoint's optimizer and counters may go unused, unless ``checkpoint`` (the model with
+    its optimizer and counters) is given: then all of it is restored."""
     try:
-        status = tf.train.Checkpoint(model=model).restore(path)
-        status.assert_existing_objects_matched().expect_partial()
+        status = (checkpoint or tf.train.Checkpoint(model=model)).restore(path)
+        status.assert_existing_objects_matched()
+        if checkpoint is None:
+            status.expect_partial()
     except (AssertionError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200]
         raise ValueError(f"checkpoint {path} does not match model {model.name}: {first}") from e
+
+
+def earlier_run(run_dir: Path) -> str:
+    """How to name the run a run directory holds: its model, from its ``flags.txt``."""
+    flags_txt = run_dir / "flags.txt"
+    lines = flags_txt.read_text().splitlines() if flags_txt.exists() else []
+    model = next((line.split("=", 1)[1] for line in lines if line.startswith("--model=")), None)
+    return f"an earlier run of {model} (its flags.txt)" if model else "an earlier run"
 
 
 def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
@@ -320,8 +333,6 @@ class Trainer:
             )
             model = self._build(ctx)
             self._compile(model, ctx)
-            if s == start_stage:
-                self._ready()
             stage_var = tf.Variable(s, dtype=tf.int64, trainable=False)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(
@@ -329,11 +340,13 @@ class Trainer:
             )
             manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
             if resume and s == start_stage and first_epoch > 0:  # mid-stage: everything
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                self._resume(model, manager.latest_checkpoint, ckpt)
             elif previous is not None:  # next stage in this process
                 transfer_weights(previous, model)
             elif resume:  # a stage boundary after a restart: weights, fresh optimizer
-                restore_model(model, manager.latest_checkpoint)
+                self._resume(model, manager.latest_checkpoint)
+            if s == start_stage:  # after the restore: a run that cannot resume changes nothing
+                self._ready()
             val_ds = eval_dataset(
                 self.data.val,
                 self.data.num_classes,
@@ -427,8 +440,19 @@ class Trainer:
         if model is None:  # everything was already done: rebuild the final model
             ctx = self._context(len(cfg.stages) - 1, 1)
             model = self._build(ctx)
-            restore_model(model, tf.train.latest_checkpoint(str(ckpt_dir)))
+            self._resume(model, tf.train.latest_checkpoint(str(ckpt_dir)))
         return self._finish(model, stopped_by_budget)
+
+    def _resume(self, model, path: str, checkpoint: tf.train.Checkpoint | None = None):
+        """Restores a checkpoint of this run directory; one that does not fit this model is
+        a usage error naming the run the directory holds."""
+        try:
+            restore_model(model, path, checkpoint)
+        except ValueError as e:
+            raise UsageError(
+                f"--run_dir={self.run_dir} holds {earlier_run(self.run_dir)} that this run "
+                f"cannot resume ({e}): pass another --run_dir, or delete it to start over"
+            ) from e
 
     def _diverged_message(self, s: int, where, manager) -> str:
         epoch, batch, loss = where

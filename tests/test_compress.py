@@ -242,6 +242,12 @@ def test_clustering_leaves_at_most_k_values_per_kernel(run, tmp_path, digits):
     assert not any("Cluster" in type(layer).__name__ for layer in clustered.layers)
     for layer in methods.kernel_layers(clustered):
         assert len(np.unique(layer.kernel.numpy())) <= 8, layer.name
+    # cluster-preserving QAT keeps centroids, indices and the original kernels beside each
+    # kernel: none of it is a deployed parameter (the summary once counted 3x the params)
+    cqat = methods.QATPhase(clustered, preserve="clusters").wrap(clustered, None)
+    assert any("cluster_centroids" in w.name for w in cqat.weights)
+    deployed = methods.deployed_weights(cqat)
+    assert sum(w.size for w in deployed) == clustered.count_params()
 
 
 def _candidate(name, kb, acc):

@@ -34,7 +34,10 @@ quantization = tfmot.quantization.keras
 
 PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)
 # TF-MOT's QAT state: the ranges and step counters it adds as variables
-QUANTIZER_STATE = re.compile(r"(_min|_max|optimizer_step)(:\d+)?$")
+QUANTIZER_STATE = re.compile(
+    r"(_min|_max|optimizer_step|cluster_centroids_tf|pulling_indices_tf|ori_weights_vars_tf)"
+    r"(:\d+)?$"
+)
 
 
 class OutputQuantizeConfig(quantization.QuantizeConfig):
@@ -96,8 +99,9 @@ def prunable_layers(
 
 def deployed_weights(model: keras.Model) -> list[np.ndarray]:
     """The model's weights without QAT's quantizer state (the ranges and step counters that
-    TF-MOT adds as ``*_min``, ``*_max`` and ``optimizer_step`` variables): what the
-    ``.tflite`` file stores as parameters."""
+    TF-MOT adds as ``*_min``, ``*_max`` and ``optimizer_step`` variables, and the centroids,
+    indices and original weights that cluster-preserving QAT keeps beside each kernel): what
+    the ``.tflite`` file stores as parameters."""
     return [w.numpy() for w in model.weights if not QUANTIZER_STATE.search(w.name)]
 
 

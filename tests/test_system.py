@@ -42,6 +42,13 @@ AVX512_BF16 = AVX2 | {"avx512f", "avx512_vnni", "avx512_bf16"}
 AMX = AVX2 | {"amx_tile", "amx_bf16", "amx_int8"}
 
 
+@pytest.fixture(autouse=True)
+def _onednn_not_held(monkeypatch):
+    """The CPU flags these tests inject decide, not a cap the shell may have set."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+
+
 @pytest.mark.parametrize(
     "flags, expected",
     [
@@ -72,6 +79,27 @@ def test_precision_auto_keeps_tiny_models_in_float32(macs, expected):
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=False, macs=macs) == expected
     assert resolve_precision("auto", flags=AVX2, has_gpu=False, macs=macs) == "float32"
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True, macs=macs) == "mixed_float16"
+
+
+@pytest.mark.parametrize(
+    "cap, native",
+    [
+        ("AVX2", False),
+        ("avx512_core_vnni", False),
+        (" avx2_vnni_2 ", False),
+        ("AVX512_CORE_BF16", True),
+        ("avx512_core_amx", True),
+        ("ALL", True),
+    ],
+)
+def test_precision_auto_follows_a_onednn_isa_cap(monkeypatch, cap, native):
+    """ONEDNN_MAX_CPU_ISA below avx512_core_bf16 (how the AVX2 kind is timed on the AVX-512
+    kind) leaves bfloat16 emulated: auto must pick float32 there."""
+    assert cpu_has_native_bf16(AVX512_BF16, env={"ONEDNN_MAX_CPU_ISA": cap}) is native
+    assert cpu_has_native_bf16(AVX512_BF16, env={"DNNL_MAX_CPU_ISA": cap}) is native
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    expected = "mixed_bfloat16" if native else "float32"
+    assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=False) == expected
 
 
 def test_precision_auto_on_gpu_and_explicit():

@@ -25,7 +25,26 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
         return set()
 
 
-def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
+# oneDNN's ISAs below avx512_core_bf16, the first with bfloat16 arithmetic (avx2_vnni_2 only
+# converts): holding oneDNN to one of them (ONEDNN_MAX_CPU_ISA) makes bf16 emulated.
+NO_BF16_ISAS = frozenset(
+    {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"}
+)
+
+
+def onednn_isa_cap(env=None) -> str | None:
+    """The ISA oneDNN is held to by ``ONEDNN_MAX_CPU_ISA`` (or its older name
+    ``DNNL_MAX_CPU_ISA``), lower-case; None when it is not set. Holding an AVX-512 machine to
+    AVX2 this way is how BUILD_NOTES.md times the AVX2 kind's kernels on the other kind."""
+    env = os.environ if env is None else env
+    value = env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA")
+    return value.strip().lower() if value else None
+
+
+def cpu_has_native_bf16(flags: set[str] | None = None, env=None) -> bool:
+    """The CPU computes in bfloat16 (AVX512_BF16 or AMX) and oneDNN is allowed to use it."""
+    if onednn_isa_cap(env) in NO_BF16_ISAS:
+        return False
     return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
 
 
@@ -72,6 +91,8 @@ def describe_kernels() -> str:
     if value == "1" and kind == "Eigen":
         who += ", but TensorFlow was imported before tfclf: import tfclf first"
     isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "x86"
+    if onednn_isa_cap():
+        isa += f", oneDNN held to {onednn_isa_cap().upper()} (ONEDNN_MAX_CPU_ISA)"
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return f"CPU kernels: {kind} ({who}); {isa}, {bf16}"
 

@@ -1,6 +1,6 @@
 """Where a training step's time goes: oneDNN's own timing of every primitive it runs.
 
-    python tools/profile_step.py                       # the quick start's model and batch
+    python tools/profile_step.py                       # SE-ResNet-20, batch 32 (the quick start until session 14)
     python tools/profile_step.py --model=resnet20 --size=32 --channels=3 --batch_size=128
 
 Trains ``--model`` (a registered name, optionally followed by its arguments as a dict, as

@@ -1,6 +1,7 @@
 """The README's ``tools/`` scripts run from a checkout and produce what they promise: a PNG
-of the schedule and of an augmented batch, and a training benchmark's images/s with its
-fraction of the measured matmul peak. Small arguments: these check the tools, not speed."""
+of the schedule and of an augmented batch, a training benchmark's images/s with its
+fraction of the measured matmul peak, the input pipeline's images/s, and a training step's
+oneDNN profile. Small arguments: these check the tools, not speed."""
 
 import re
 import subprocess
@@ -58,3 +59,26 @@ def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
     ).groups()
     assert float(rate.replace(",", "")) > 0 and float(gflops.replace(",", "")) > 0, line
     assert 0 < int(share) <= 100, line
+
+
+def test_bench_data_reports_the_pipelines_images_per_second():
+    out = run_tool("bench_data.py", "--batch_size=32", "--steps=20")
+    rate = re.search(r"batch 32, 'random_crop\(pad=4\)\|flip_lr\|cutmix.*': ([\d,]+) images/s", out)
+    assert rate and int(rate.group(1).replace(",", "")) > 0, out
+
+
+def test_profile_step_accounts_for_every_convolution_of_a_step():
+    """LeNet-5 has two convolutions: two forward and two weight-gradient calls a step, and
+    one data gradient (the first convolution's input needs none); the kinds' shares add up."""
+    out = run_tool("profile_step.py", "--model=lenet5", "--batch_size=16", "--steps=2",
+                   "--inter_op=1")  # fmt: skip
+    head = re.search(r"batch 16, float32, inter-op threads 1: ([\d.]+) ms a step", out)
+    assert head and float(head.group(1)) > 0, out
+    rows = {
+        m.group(1): (float(m.group(2)), int(m.group(3)))
+        for m in re.finditer(r"^(\w[\w ()]+?)\s+[\d.]+\s+([\d.]+)%\s+(\d+)$", out, re.M)
+    }
+    assert rows["convolution forward"][1] == 2, rows
+    assert rows["convolution backward_weights"][1] == 2, rows
+    assert rows["convolution backward_data"][1] == 1, rows
+    assert sum(share for share, _ in rows.values()) == pytest.approx(100, abs=0.5), rows

@@ -137,10 +137,13 @@ def restore_model(
     variable must be in it (a mismatch is an error, never silently random weights). The
     checkpoint's optimizer and counters may go unused, unless ``checkpoint`` (the model with
     its optimizer and counters) is given: then all of it is restored."""
+    partial = checkpoint is None  # the model alone: the optimizer and counters go unused
+    if partial:
+        checkpoint = tf.train.Checkpoint(model=model)
     try:
-        status = (checkpoint or tf.train.Checkpoint(model=model)).restore(path)
+        status = checkpoint.restore(path)
         status.assert_existing_objects_matched()
-        if checkpoint is None:
+        if partial:
             status.expect_partial()
     except (AssertionError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200]

@@ -123,10 +123,12 @@ def make_schedule(cfg: ScheduleConfig, steps_per_epoch: int):
 def schedule_values(cfg: ScheduleConfig, steps_per_epoch: int) -> list[float]:
     """The learning rate at every step (for plots and tests)."""
     sched = make_schedule(cfg, steps_per_epoch)
-    steps = tf.range(cfg.epochs * steps_per_epoch)
-    return [
-        float(v)
-        for v in tf.map_fn(
+
+    @tf.function(autograph=False)  # one graph loop: eager map_fn over a long schedule is slow
+    def every_step():
+        steps = tf.range(cfg.epochs * steps_per_epoch)
+        return tf.map_fn(
             lambda t: tf.cast(sched(t), tf.float32), steps, fn_output_signature=tf.float32
         )
-    ]
+
+    return every_step().numpy().tolist()

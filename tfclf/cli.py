@@ -194,6 +194,20 @@ def resolved_flagfile(command: str = "tfclf.train") -> str:
     return "\n".join(lines) + "\n"
 
 
+def recorded_flags(run_dir: str | Path) -> dict[str, str]:
+    """The flag values a run's ``flags.txt`` records, as text by flag name (empty when there
+    is none), read without touching ``FLAGS``: for a look at another run beside this one."""
+    path = Path(run_dir) / "flags.txt"
+    if not path.exists():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("--"):
+            name, _, value = line[2:].partition("=")
+            found[name] = value
+    return found
+
+
 def load_run_flags(run_dir: Path) -> TrainConfig:
     """The TrainConfig of a finished or running run, from its ``flags.txt``."""
     define_train_flags()

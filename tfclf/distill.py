@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfclf.cli import UsageError
+from tfclf.cli import UsageError, recorded_flags
 from tfclf.keras import keras
 from tfclf.training.phases import Phase, PhaseContext
 
@@ -180,13 +180,9 @@ def split_leak_warning(teacher: str, cfg) -> str | None:
     """A warning when the teacher is a run on the same data with another train/val split:
     it has then trained on some of the student's validation images, so the student's
     validation accuracy is optimistic. None when the splits match or cannot be compared."""
-    flags_path = Path(teacher) / "flags.txt"
-    if not flags_path.exists():
+    seen = recorded_flags(teacher)
+    if not seen:
         return None
-    seen = {}
-    for line in flags_path.read_text().splitlines():
-        name, _, value = line.partition("=")
-        seen[name.lstrip("-")] = value
     if seen.get("source", "mnist5k") != cfg.source:
         return None
     seed = int(seen.get("seed", 0))

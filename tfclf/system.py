@@ -91,8 +91,8 @@ def describe_kernels() -> str:
     if value == "1" and kind == "Eigen":
         who += ", but TensorFlow was imported before tfclf: import tfclf first"
     isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "x86"
-    if onednn_isa_cap():
-        isa += f", oneDNN held to {onednn_isa_cap().upper()} (ONEDNN_MAX_CPU_ISA)"
+    if cap := onednn_isa_cap():
+        isa += f", oneDNN held to {cap.upper()} (ONEDNN_MAX_CPU_ISA)"
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return f"CPU kernels: {kind} ({who}); {isa}, {bf16}"
 

@@ -33,7 +33,8 @@ clustering = tfmot.clustering.keras
 quantization = tfmot.quantization.keras
 
 PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)
-# TF-MOT's QAT state: the ranges and step counters it adds as variables
+# TF-MOT's QAT state, not deployed parameters: the ranges and step counters, and the
+# centroids, indices and original kernels of cluster-preserving QAT
 QUANTIZER_STATE = re.compile(
     r"(_min|_max|optimizer_step|cluster_centroids_tf|pulling_indices_tf|ori_weights_vars_tf)"
     r"(:\d+)?$"

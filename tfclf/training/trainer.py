@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfclf.cli import UsageError
+from tfclf.cli import UsageError, recorded_flags
 from tfclf.config import TRAINABLE, Stage, TrainConfig
 from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_dataset
 from tfclf.io import atomic_write_text
@@ -152,9 +152,7 @@ def restore_model(
 
 def earlier_run(run_dir: Path) -> str:
     """How to name the run a run directory holds: its model, from its ``flags.txt``."""
-    flags_txt = run_dir / "flags.txt"
-    lines = flags_txt.read_text().splitlines() if flags_txt.exists() else []
-    model = next((line.split("=", 1)[1] for line in lines if line.startswith("--model=")), None)
+    model = recorded_flags(run_dir).get("model")
     return f"an earlier run of {model} (its flags.txt)" if model else "an earlier run"
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -10,6 +11,16 @@ from tfclf.config import ScheduleConfig, Stage, TrainConfig  # noqa: E402
 from tfclf.data import load_source  # noqa: E402
 
 TINY_ARGS = {"depths": (1, 1), "widths": (8, 16), "strides": (1, 2)}
+
+
+def dir_hashes(root) -> dict:
+    """Every file under ``root`` by relative path, as a hash of its bytes: equal before and
+    after means nothing was written, added or removed."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def digits_npz(tmp_path_factory, per_class: int) -> str:

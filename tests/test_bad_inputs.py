@@ -5,7 +5,6 @@ Each CLI runs its whole table in one process (``cli_runner.py``), so TensorFlow 
 imported once per CLI rather than once per case.
 """
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import dir_hashes
 from PIL import Image
 
 HERE = Path(__file__).parent
@@ -109,14 +109,6 @@ def _make_earlier_run(run: Path, d: Path) -> None:
     (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
 
 
-def _snapshot(root: Path) -> dict:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def table_results(tmp_path_factory):
     """Runs every CLI's table (one process per CLI); returns {(module, i): result}."""
@@ -148,7 +140,7 @@ def table_results(tmp_path_factory):
         assert len(lines) == len(cases), proc.stdout[-2000:]
         for i, (result, run) in enumerate(zip(lines, runs)):
             result["run"], result["d"] = run, d
-            result["changed"] = _snapshot(run) != _snapshot(template)
+            result["changed"] = dir_hashes(run) != dir_hashes(template)
             results[module, i] = result
     return results
 

@@ -3,14 +3,13 @@ a small tmpfs that is shrunk to what is already used; the resumed training and t
 then fail with one line, the earlier checkpoint and best model stay usable, and once space
 is back the same run resumes from that checkpoint."""
 
-import hashlib
 import os
 import subprocess
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import dir_hashes, tiny_config
 
 from tfclf import cli
 from tfclf.keras import keras
@@ -34,14 +33,6 @@ def _shrink_to_used(path, headroom_kb: int = 8) -> None:
     raise AssertionError("could not shrink the tmpfs")
 
 
-def _hashes(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     mnt = tmp_path / "disk"
@@ -56,7 +47,7 @@ def test_disk_full_mid_checkpoint_and_mid_export_keeps_the_earlier_run(small_dis
     run = small_disk / "run"
     cfg = tiny_config(run, digits, epochs=2)
     finish_run(train(cfg), cfg)
-    best_before = _hashes(run / "best_model")
+    best_before = dir_hashes(run / "best_model")
     weights_before = (run / "best_stage0.weights.h5").read_bytes()
     last_good = tf.train.latest_checkpoint(str(run / "checkpoints"))
 
@@ -71,7 +62,7 @@ def test_disk_full_mid_checkpoint_and_mid_export_keeps_the_earlier_run(small_dis
     assert tf.train.latest_checkpoint(str(run / "checkpoints")) == last_good
     model = create_model(cfg.model, (28, 28, 1), 10, **cfg.model_args)
     restore_model(model, last_good)  # strict: every variable is there
-    assert _hashes(run / "best_model") == best_before
+    assert dir_hashes(run / "best_model") == best_before
     assert (run / "best_stage0.weights.h5").read_bytes() == weights_before
 
     # 2. space is back: the same command resumes after epoch 2 and finishes
@@ -84,7 +75,7 @@ def test_disk_full_mid_checkpoint_and_mid_export_keeps_the_earlier_run(small_dis
     code = cli.guarded(lambda argv: finish_run(result, longer))([])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no space left on device" in err[0], err
-    assert _hashes(run / "best_model") == best_before
+    assert dir_hashes(run / "best_model") == best_before
     deployed = keras.models.load_model(run / "best_model" / "model.keras", compile=False)
     x = result.data.val.images[:8].astype(np.float32)
     assert deployed.predict(x, verbose=0).shape == (8, 10)

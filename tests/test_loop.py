@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_ARGS, tiny_config
+from conftest import TINY_ARGS, dir_hashes, tiny_config
 
 from tfclf.config import ScheduleConfig, Stage, TrainConfig, parse_stage
 from tfclf.keras import keras, layers
@@ -164,10 +164,6 @@ def test_restores_are_strict(tmp_path):
         restore_model(deeper, path)
 
 
-def _files(root):
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize("epochs", [3, 1], ids=["mid-stage", "finished"])
 def test_a_run_directory_of_another_model_is_a_clear_error_and_stays(tmp_path, digits, epochs):
     """Rerunning into a run directory resumes it; one holding another model's run (the
@@ -179,12 +175,12 @@ def test_a_run_directory_of_another_model_is_a_clear_error_and_stays(tmp_path, d
     run = tmp_path / "run"
     train(tiny_config(run, digits), None)
     (run / "flags.txt").write_text("--run_dir=run\n--model=resnet_custom\n")
-    before = _files(run)
+    before = dir_hashes(run)
     other = {**TINY_ARGS, "widths": (8, 24)}
     with pytest.raises(UsageError, match="holds an earlier run of resnet_custom.*cannot resume"):
         cfg = tiny_config(run, digits, epochs=epochs, model_args=other)
         train(cfg, None, on_ready=lambda: (run / "flags.txt").write_text("the new run's\n"))
-    assert _files(run) == before
+    assert dir_hashes(run) == before
 
 
 def test_config_defaults_are_valid_and_stage_specs_take_spaces():

@@ -46,7 +46,7 @@ class ScheduleConfig:
     """A learning-rate schedule over one stage (``tfclf.training.schedules``)."""
 
     kind: str = field("cosine", "LR schedule.", choices=SCHEDULES, flag="schedule")
-    lr: float = field(0.1, "Peak learning rate.")
+    lr: float = field(0.2, "Peak learning rate.")
     epochs: int = field(22, "Epochs (of the single stage; --stage sets them per stage).")
     warmup_epochs: float = field(1.0, "Linear warm-up epochs (clipped below --epochs).")
     gamma: float = field(0.1, "Decay factor (step, multistep, exponential).")
@@ -136,7 +136,7 @@ class TrainConfig:
         None, "Per-channel std in [0, 1] (default: from the training split)."
     )
     augment: str = field(
-        "affine(10, 0.1, (0.9, 1.1), 5)",
+        "affine(8, 0.08, (0.92, 1.08), 4)",
         "Augmentations, e.g. 'random_crop(4)|flip_lr|cutmix(0.5)'; '' for none.",
     )
     balance: str = field("none", "Class balancing.", choices=BALANCE)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -82,3 +83,26 @@ def test_profile_step_accounts_for_every_convolution_of_a_step():
     assert rows["convolution backward_weights"][1] == 2, rows
     assert rows["convolution backward_data"][1] == 1, rows
     assert sum(share for share, _ in rows.values()) == pytest.approx(100, abs=0.5), rows
+
+
+def test_render_digits_writes_mnist_style_class_folders(tmp_path):
+    """20 faces x 10 digits, white on black, the glyph's longer side 20 px and its centre of
+    mass at the centre of 28 x 28 (within a pixel), as MNIST; a '1' carries less ink than an '8' in every face."""
+    out = run_tool("render_digits.py", f"--out={tmp_path}")
+    assert "200 images (20 faces x 10 digits)" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == list("0123456789")
+    ink = {}
+    for path in sorted(tmp_path.glob("*/*.png")):
+        with Image.open(path) as image:
+            assert image.mode == "L" and image.size == (28, 28), path
+            pixels = np.asarray(image, np.float64)
+        lit_rows, lit_cols = np.nonzero(pixels > 0)
+        box = max(np.ptp(lit_rows), np.ptp(lit_cols)) + 1
+        assert 19 <= box <= 21, (path, box)
+        rows, cols = np.indices(pixels.shape)
+        centre = ((rows * pixels).sum() / pixels.sum(), (cols * pixels).sum() / pixels.sum())
+        assert np.allclose(centre, 14, atol=1.0), (path, centre)
+        ink[path.parent.name, path.stem] = pixels.sum()
+    assert len(ink) == 200
+    faces = {face for _, face in ink}
+    assert all(ink["1", face] < ink["8", face] for face in faces), ink

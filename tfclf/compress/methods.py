@@ -8,6 +8,11 @@ in training).
   sensitive); ``strip_pruning`` at the end. DepthwiseConv2D kernels are never pruned by
   TF-MOT (PITFALLS).
 - Clustering: ``cluster_weights`` with k-means++ centroids, ``strip_clustering`` at the end.
+  A centroid's gradient is the mean of its weights' gradients (TF-MOT's ``AVG``
+  aggregation, mo#667), not their sum (TF-MOT's default, which cluster-preserving QAT
+  hard-codes): with the sum a centroid shared by thousands of weights takes steps thousands
+  of times the learning rate's, and the fine-tune collapses at learning rates ordinary
+  fine-tuning takes (BUILD_NOTES "Compression").
 - QAT: ``quantize_model``'s scheme, with two QuantizeConfigs for layers TF-MOT's default
   registry refuses: the squeeze-and-excitation ``Multiply`` and a batch normalisation not
   preceded by a convolution (pre-activation nets): neither has weights to quantise, so both
@@ -23,6 +28,12 @@ import re
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.clustering.keras.cluster_config import (
+    GradientAggregation,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (  # noqa: E501
+    cluster_preserve_quantize_registry as cqat_registry,
+)
 
 from tfclf.keras import keras
 from tfclf.training.phases import Phase, PhaseContext
@@ -205,7 +216,10 @@ class ClusterPhase(FromTrained):
         def clone(layer):
             if layer.name in names:
                 return clustering.cluster_weights(
-                    layer, number_of_clusters=self.clusters, cluster_centroids_init=init
+                    layer,
+                    number_of_clusters=self.clusters,
+                    cluster_centroids_init=init,
+                    cluster_gradient_aggregation=GradientAggregation.AVG,
                 )
             return layer
 
@@ -278,4 +292,22 @@ class QATPhase(FromTrained):
         self.preserve = preserve
 
     def wrap(self, model, ctx):
-        return quantize(super().wrap(model, ctx), self.scheme)
+        model = quantize(super().wrap(model, ctx), self.scheme)
+        if self.preserve == "clusters":
+            average_centroid_gradients(model)
+        return model
+
+
+def average_centroid_gradients(model: keras.Model) -> int:
+    """Cluster-preserving QAT with each centroid's gradient the mean of its weights' (as
+    ``ClusterPhase``), where TF-MOT 0.8 hard-codes their sum: its quantizers read the
+    aggregation from their clustering object when the training step is traced, so setting
+    it after ``quantize_apply`` is enough. Returns the number of clustered kernels."""
+    count = 0
+    for layer in model.layers:
+        for _, _, quantizer_vars in getattr(layer, "_weight_vars", ()):
+            impl = quantizer_vars.get(cqat_registry.CLUSTERING_IMPL)
+            if impl is not None:
+                impl.cluster_gradient_aggregation = GradientAggregation.AVG
+                count += 1
+    return count

@@ -335,6 +335,23 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     assert list((out / "finetune" / "prune80" / "checkpoints").glob("ckpt-*"))
 
 
+def test_a_rerun_resumes_its_own_fine_tune_and_redoes_another(run, tmp_path):
+    """Same model and options: the finished fine-tune is reused. Other fine-tuning options
+    (or another model in the run directory): it is trained again, never exported stale."""
+    run_dir, cfg, _ = run
+    ckpt = tmp_path / "out" / "finetune" / "cluster4" / "checkpoints"
+
+    def compress(lr):
+        opts = CompressOptions(modes=("int8",), cluster=(4,), finetune_epochs=1, finetune_lr=lr,
+                               num_calibration=10, latency_runs=1, out=str(tmp_path / "out"))  # fmt: skip
+        compress_run(run_dir, opts, cfg)
+        return {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
+
+    first = compress(0.01)
+    assert compress(0.01) == first  # resumed: nothing trained again
+    assert compress(0.02) != first  # other options: fine-tuned again
+
+
 def cli(module, *args, timeout=300):
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout

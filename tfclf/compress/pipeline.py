@@ -5,7 +5,8 @@ TFLite mode; each method asked for (a pruning sweep, network slimming, clusterin
 the QAT that keeps a pruned or clustered model's structure; with ``chain``, pruning or
 clustering of each slimmed network) fine-tunes the trained network through the training
 loop (``tfclf.training.train`` with a phase, in ``RUN/compress/finetune/NAME``, so a
-killed rerun resumes) and is exported too, pruned weights sparse-encoded when that makes
+killed rerun resumes; a fine-tune of another model or with other options is started over)
+and is exported too, pruned weights sparse-encoded when that makes
 the file smaller. Every file is verified with LiteRT on the run's validation split (and
 its test split when the source has one). Reports 000 and 003 ask for exactly this table:
 non-zero parameters, gzip size and accuracy per method.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -163,6 +166,33 @@ def finetune_config(cfg: TrainConfig, run_dir: Path, size: int, opts: CompressOp
     )
 
 
+def _finetune_key(parent: str, label: str, cfg: TrainConfig, opts: CompressOptions) -> str:
+    """What a fine-tune depends on: the network it starts from (the run's model file, or the
+    method it follows), the method, its training config and the options that shape it."""
+    shaping = {k: getattr(opts, k) for k in ("prune_schedule", "prune_ends", "prune_exclude")}
+    text = json.dumps([parent, label, dataclasses.asdict(cfg), shaping], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fresh_finetune_dir(ft_dir: Path, key: str, label: str) -> None:
+    """Keeps ``ft_dir`` for resuming only if it holds this very fine-tune (its ``key.txt``);
+    one of another model or with other options is deleted, so a rerun never exports a stale
+    fine-tune (these directories are compress's own intermediate runs)."""
+    stamp = ft_dir / "key.txt"
+    if ft_dir.exists():
+        if stamp.exists() and stamp.read_text().strip() == key:
+            return
+        logging.info(
+            "method %s: %s holds a fine-tune of another model or with other options; "
+            "fine-tuning from the start",
+            label,
+            ft_dir,
+        )
+        shutil.rmtree(ft_dir)
+    ft_dir.mkdir(parents=True)
+    atomic_write_text(key + "\n", stamp)
+
+
 class _Data:
     """The run's data at the deployed resolution, as raw uint8 pixels."""
 
@@ -305,15 +335,18 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     from tfclf.compress import methods as m
     from tfclf.compress.slim import SlimPhase
 
+    source = hashlib.sha256(model_path.read_bytes()).hexdigest()
     try:  # a method that cannot apply to this network fails before any work
-        methods = [(name, label, make(net)) for name, label, make in _methods(opts)]
+        methods = [(name, label, make(net), source) for name, label, make in _methods(opts)]
     except ValueError as e:
         raise CompressError(f"{e} ({model_path})") from None
     candidates = _export("trained", "trained", deploy, opts.modes, data, out, opts)
     while methods:
-        name, label, phase = methods.pop(0)
+        name, label, phase, parent = methods.pop(0)
         logging.info("method %s: fine-tuning %d epoch(s)", label, opts.finetune_epochs)
         ft_cfg = finetune_config(cfg, out / "finetune" / name, size, opts)
+        key = _finetune_key(parent, label, ft_cfg, opts)
+        _fresh_finetune_dir(out / "finetune" / name, key, label)
         result = train(ft_cfg, phase)
         extra = {}
         if "prune" in name:
@@ -338,11 +371,11 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             preserve = {m.PrunePhase: "sparsity", m.ClusterPhase: "clusters"}.get(type(phase))
             kept = f" ({preserve} kept)" if preserve else ""
             follow.append(
-                (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve))
+                (f"{name}_qat", f"{label} + QAT{kept}", m.QATPhase(result.model, preserve), key)
             )
         if opts.chain and isinstance(phase, SlimPhase):  # prune / cluster it too
             follow += [
-                (f"{name}_{n}", f"{label} + {lab}", make(result.model))
+                (f"{name}_{n}", f"{label} + {lab}", make(result.model), key)
                 for n, lab, make in _methods(opts, chained=True)
             ]
         methods[0:0] = follow

@@ -342,8 +342,8 @@ def test_a_rerun_resumes_its_own_fine_tune_and_redoes_another(run, tmp_path):
     ckpt = tmp_path / "out" / "finetune" / "cluster4" / "checkpoints"
 
     def compress(lr):
-        opts = CompressOptions(modes=("int8",), cluster=(4,), finetune_epochs=1, finetune_lr=lr,
-                               num_calibration=10, latency_runs=1, out=str(tmp_path / "out"))  # fmt: skip
+        opts = CompressOptions(modes=(), method_modes=("float32",), cluster=(4,), finetune_epochs=1,
+                               finetune_lr=lr, latency_runs=1, out=str(tmp_path / "out"))  # fmt: skip
         compress_run(run_dir, opts, cfg)
         return {p.name: p.stat().st_mtime_ns for p in ckpt.iterdir()}
 

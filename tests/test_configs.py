@@ -89,3 +89,21 @@ def test_resolved_flagfile_reads_back_to_the_same_config(tmp_path, args):
     assert [s.schedule.warmup_epochs for s in cfg.stages] == [
         0.0 if s.epochs == 1 else 1.0 for s in cfg.stages
     ]
+
+
+def test_flag_changes_name_what_differs_from_the_runs_record(tmp_path):
+    """A rerun into a run directory is told which flags differ from the run's flags.txt:
+    none for the same command or a moved directory, each changed flag otherwise."""
+    fl = flags.FLAGS
+    try:
+        fl(["prog", f"--run_dir={tmp_path / 'a'}"])
+        (tmp_path / "flags.txt").write_text(cli.resolved_flagfile())
+        same = cli.resolved_flagfile()
+        fl.unparse_flags()
+        fl(["prog", f"--run_dir={tmp_path / 'moved'}", "--lr=0.3", "--stage=epochs=3"])
+        other = cli.resolved_flagfile()
+    finally:
+        fl.unparse_flags()
+    assert cli.flag_changes(tmp_path, same) == []
+    assert cli.flag_changes(tmp_path, other) == ["--lr: 0.2 -> 0.3", "--stage: (unset) -> epochs=3"]
+    assert cli.flag_changes(tmp_path / "nowhere", other) == []  # no record: a new run

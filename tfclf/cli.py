@@ -208,6 +208,24 @@ def recorded_flags(run_dir: str | Path) -> dict[str, str]:
     return found
 
 
+def flag_changes(run_dir: str | Path, flagfile: str) -> list[str]:
+    """How the flags in ``flagfile`` (a resolved flagfile's text) differ from those the run
+    in ``run_dir`` recorded, one ``--name: old -> new`` per flag (none without a record)."""
+    before = recorded_flags(run_dir)
+    if not before:
+        return []
+    after = {}
+    for line in flagfile.splitlines():
+        if line.startswith("--"):
+            name, _, value = line[2:].partition("=")
+            after[name] = value
+    return [
+        f"--{name}: {before.get(name, '(unset)')} -> {after.get(name, '(unset)')}"
+        for name in sorted(set(before) | set(after))
+        if name not in ("verbose", "run_dir") and before.get(name) != after.get(name)
+    ]
+
+
 def load_run_flags(run_dir: Path) -> TrainConfig:
     """The TrainConfig of a finished or running run, from its ``flags.txt``."""
     define_train_flags()

@@ -121,11 +121,20 @@ def main(argv):
         )
 
     from tfclf.io import atomic_write_text
-    from tfclf.training.trainer import train
+    from tfclf.training.trainer import read_resume_state, train
 
     run_dir = Path(cfg.run_dir)
     prepare_run_dir(run_dir)
     flagfile = cli.resolved_flagfile()
+    changes = cli.flag_changes(run_dir, flagfile)
+    if changes and read_resume_state(run_dir / "checkpoints"):
+        logging.warning(
+            "--run_dir=%s holds a run started with other flags (%s): it resumes where it "
+            "stopped, with these flags from there on (a finished run is only reported "
+            "again); pass another --run_dir, or delete it, to train from the start with them",
+            run_dir,
+            "; ".join(changes),
+        )
     result = train(cfg, on_ready=lambda: atomic_write_text(flagfile, run_dir / "flags.txt"))
     metrics = finish_run(result, cfg) if result.model is not None else result.metrics
     summary = ", ".join(

@@ -194,18 +194,18 @@ def resolved_flagfile(command: str = "tfclf.train") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _flag_values(flagfile: str) -> dict[str, str]:
+    """A resolved flagfile's values, as text by flag name."""
+    return dict(
+        line[2:].partition("=")[::2] for line in flagfile.splitlines() if line.startswith("--")
+    )
+
+
 def recorded_flags(run_dir: str | Path) -> dict[str, str]:
     """The flag values a run's ``flags.txt`` records, as text by flag name (empty when there
     is none), read without touching ``FLAGS``: for a look at another run beside this one."""
     path = Path(run_dir) / "flags.txt"
-    if not path.exists():
-        return {}
-    found = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("--"):
-            name, _, value = line[2:].partition("=")
-            found[name] = value
-    return found
+    return _flag_values(path.read_text()) if path.exists() else {}
 
 
 def flag_changes(run_dir: str | Path, flagfile: str) -> list[str]:
@@ -214,11 +214,7 @@ def flag_changes(run_dir: str | Path, flagfile: str) -> list[str]:
     before = recorded_flags(run_dir)
     if not before:
         return []
-    after = {}
-    for line in flagfile.splitlines():
-        if line.startswith("--"):
-            name, _, value = line[2:].partition("=")
-            after[name] = value
+    after = _flag_values(flagfile)
     return [
         f"--{name}: {before.get(name, '(unset)')} -> {after.get(name, '(unset)')}"
         for name in sorted(set(before) | set(after))

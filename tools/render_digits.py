@@ -47,9 +47,9 @@ FACES = (
 )
 
 
-def render(face: Path, digit: str, size: int = 28, box: int = 20) -> np.ndarray:
-    """One digit as a uint8 ``size`` x ``size`` image, MNIST-style (white on black)."""
-    font = ImageFont.truetype(str(face), 200)
+def render(font: ImageFont.FreeTypeFont, digit: str, size: int = 28, box: int = 20) -> np.ndarray:
+    """One digit as a uint8 ``size`` x ``size`` image, MNIST-style (white on black); ``font``
+    at 200 px."""
     canvas = Image.new("L", (400, 400))
     ImageDraw.Draw(canvas).text((100, 50), digit, fill=255, font=font)
     glyph = canvas.crop(canvas.getbbox())
@@ -75,10 +75,11 @@ def main(argv):
         raise app.UsageError(f"--box={FLAGS.box} must not exceed --size={FLAGS.size}")
     fonts = Path(get_data_path()) / "fonts" / "ttf"
     out = Path(FLAGS.out)
-    for digit in "0123456789":
-        (out / digit).mkdir(parents=True, exist_ok=True)
-        for face in FACES:
-            image = render(fonts / f"{face}.ttf", digit, FLAGS.size, FLAGS.box)
+    for face in FACES:
+        font = ImageFont.truetype(str(fonts / f"{face}.ttf"), 200)
+        for digit in "0123456789":
+            (out / digit).mkdir(parents=True, exist_ok=True)
+            image = render(font, digit, FLAGS.size, FLAGS.box)
             Image.fromarray(image).save(out / digit / f"{face}.png")
     print(f"{10 * len(FACES)} images ({len(FACES)} faces x 10 digits) in {out}")
 

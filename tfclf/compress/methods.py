@@ -298,16 +298,13 @@ class QATPhase(FromTrained):
         return model
 
 
-def average_centroid_gradients(model: keras.Model) -> int:
+def average_centroid_gradients(model: keras.Model) -> None:
     """Cluster-preserving QAT with each centroid's gradient the mean of its weights' (as
     ``ClusterPhase``), where TF-MOT 0.8 hard-codes their sum: its quantizers read the
     aggregation from their clustering object when the training step is traced, so setting
-    it after ``quantize_apply`` is enough. Returns the number of clustered kernels."""
-    count = 0
+    it after ``quantize_apply`` is enough."""
     for layer in model.layers:
         for _, _, quantizer_vars in getattr(layer, "_weight_vars", ()):
             impl = quantizer_vars.get(cqat_registry.CLUSTERING_IMPL)
             if impl is not None:
                 impl.cluster_gradient_aggregation = GradientAggregation.AVG
-                count += 1
-    return count

@@ -344,9 +344,10 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     while methods:
         name, label, phase, parent = methods.pop(0)
         logging.info("method %s: fine-tuning %d epoch(s)", label, opts.finetune_epochs)
-        ft_cfg = finetune_config(cfg, out / "finetune" / name, size, opts)
+        ft_dir = out / "finetune" / name
+        ft_cfg = finetune_config(cfg, ft_dir, size, opts)
         key = _finetune_key(parent, label, ft_cfg, opts)
-        _fresh_finetune_dir(out / "finetune" / name, key, label)
+        _fresh_finetune_dir(ft_dir, key, label)
         result = train(ft_cfg, phase)
         extra = {}
         if "prune" in name:

@@ -87,7 +87,8 @@ def test_profile_step_accounts_for_every_convolution_of_a_step():
 
 def test_render_digits_writes_mnist_style_class_folders(tmp_path):
     """20 faces x 10 digits, white on black, the glyph's longer side 20 px and its centre of
-    mass at the centre of 28 x 28 (within a pixel), as MNIST; a '1' carries less ink than an '8' in every face."""
+    mass at the centre of 28 x 28 (within a pixel), as MNIST; a '1' carries less ink than an
+    '8' in every face."""
     out = run_tool("render_digits.py", f"--out={tmp_path}")
     assert "200 images (20 faces x 10 digits)" in out, out
     assert sorted(p.name for p in tmp_path.iterdir()) == list("0123456789")

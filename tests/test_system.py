@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tfclf.system import cpu_has_native_bf16, resolve_precision
+from tfclf.system import cpu_has_native_bf16, cpu_isa_name, resolve_precision
 
 PROBE = (
     "import os, tfclf, sys; "
@@ -40,6 +40,19 @@ def test_users_onednn_value_wins():
 AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
 AVX512_BF16 = AVX2 | {"avx512f", "avx512_vnni", "avx512_bf16"}
 AMX = AVX2 | {"amx_tile", "amx_bf16", "amx_int8"}
+
+
+@pytest.mark.parametrize(
+    "flags, name",
+    [
+        (AVX2, "AVX2"),
+        (AVX512_BF16, "AVX-512"),
+        (AVX512_BF16 | AMX, "AVX-512 + AMX"),
+        ({"fpu", "sse4_2"}, "x86"),
+    ],
+)
+def test_the_log_names_the_machine_kind(flags, name):
+    assert cpu_isa_name(flags) == name
 
 
 @pytest.fixture(autouse=True)

@@ -52,14 +52,18 @@ def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
         "--batches=3",
         "--rounds=2",
         "--peak_n=256",
+        "--precision=float32,mixed_bfloat16",
     )
     assert re.search(r"CPU kernels: (oneDNN|Eigen)", out), out
-    line = next(ln for ln in out.splitlines() if ln.startswith("lenet5 28x28x1 float32 batch 16"))
-    rate, gflops, share = re.search(
-        r": ([\d,]+) images/s .*?; ([\d.,]+) GFLOP/s = (\d+)% of the matmul peak", line
-    ).groups()
-    assert float(rate.replace(",", "")) > 0 and float(gflops.replace(",", "")) > 0, line
-    assert 0 < int(share) <= 100, line
+    for dtype, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        # each policy is held against the peak of its own compute dtype
+        assert re.search(rf"^{dtype} matmul peak \(256\^3\): [\d,]+ GFLOP/s$", out, re.M), out
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"lenet5 28x28x1 {policy} "))
+        rate, gflops, share = re.search(
+            r": ([\d,]+) images/s .*?; ([\d.,]+) GFLOP/s = (\d+)% of the matmul peak", line
+        ).groups()
+        assert float(rate.replace(",", "")) > 0 and float(gflops.replace(",", "")) > 0, line
+        assert 0 < int(share) <= 100, line
 
 
 def test_bench_data_reports_the_pipelines_images_per_second():

@@ -77,6 +77,14 @@ def onednn_enabled() -> bool:
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
+def cpu_isa_name(flags: set[str] | None = None) -> str:
+    """The widest vector ISA the CPU reports, and AMX (matrix tiles, which oneDNN's bfloat16
+    and int8 kernels use) when present: the machine kinds BUILD_NOTES.md names."""
+    flags = cpu_flags() if flags is None else flags
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
+    return f"{isa} + AMX" if "amx_tile" in flags else isa
+
+
 def describe_kernels() -> str:
     """One line: which CPU kernels TensorFlow uses and who chose them."""
     value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
@@ -90,7 +98,7 @@ def describe_kernels() -> str:
     kind = "oneDNN" if onednn_enabled() else "Eigen"
     if value == "1" and kind == "Eigen":
         who += ", but TensorFlow was imported before tfclf: import tfclf first"
-    isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "x86"
+    isa = cpu_isa_name()
     if cap := onednn_isa_cap():
         isa += f", oneDNN held to {cap.upper()} (ONEDNN_MAX_CPU_ISA)"
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"

@@ -11,7 +11,8 @@ space and its arguments as a Python dict literal, as ``--model_args`` in trainin
 ``--steps_per_execution`` is built once, warmed up, then timed for ``--batches`` steps in
 each of ``--rounds`` interleaved rounds (machine speed drifts: compare inside one run); the
 median is printed with the achieved GFLOP/s (6 x forward MACs per image: forward, and a
-backward pass of twice its cost) and its fraction of a float32 matmul peak measured
+backward pass of twice its cost) and its fraction of a matmul peak in the policy's compute
+dtype (float32, or bfloat16 for ``mixed_bfloat16``: with AMX about 4x float32's), measured
 first in the same process (``--peak_n`` square matmuls, as many threads as TensorFlow
 uses). Threads: ``--intra_op``/``--inter_op`` (0: TensorFlow's default). The kernels in
 use (oneDNN or Eigen) are printed; ``TF_ENABLE_ONEDNN_OPTS=0`` before the command compares.
@@ -46,11 +47,15 @@ flags.DEFINE_bool("autotune", False, "tf.data autotuning (tfclf's pipelines swit
 FLAGS = flags.FLAGS
 
 
-def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
+def compute_dtype(policy: str) -> str:
+    return policy.removeprefix("mixed_")
+
+
+def matmul_peak_gflops(n: int, dtype: str = "float32", repeats: int = 10) -> float:
     import tensorflow as tf
 
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     f = tf.function(lambda a, b: tf.linalg.matmul(a, b))
     f(a, b).numpy()
     best = 0.0
@@ -64,7 +69,7 @@ def matmul_peak_gflops(n: int, repeats: int = 10) -> float:
 class Case:
     """One configuration: a compiled model and a function that runs ``steps`` steps."""
 
-    def __init__(self, spec, policy, batch, loop, spe):
+    def __init__(self, spec, policy, batch, loop, spe, peak):
         import tensorflow as tf
 
         from tfclf.keras import keras
@@ -78,6 +83,7 @@ class Case:
         self.model = create_model(name, shape, 10, **(ast.literal_eval(args) if args else {}))
         self.flops_per_image = 6 * model_stats(self.model).macs
         self.batch = batch
+        self.peak = peak
         opt = keras.optimizers.SGD(0.01, momentum=0.9)
         loss = keras.losses.CategoricalCrossentropy(from_logits=True)
         rng = np.random.default_rng(0)
@@ -133,11 +139,12 @@ def main(_):
     from tfclf.system import describe_kernels
 
     print(describe_kernels())
-    peak = matmul_peak_gflops(FLAGS.peak_n) if FLAGS.peak_n else None
-    if peak:
-        print(f"float32 matmul peak ({FLAGS.peak_n}^3): {peak:,.0f} GFLOP/s")
+    peaks = {}
+    for dtype in dict.fromkeys(map(compute_dtype, FLAGS.precision)) if FLAGS.peak_n else ():
+        peaks[dtype] = matmul_peak_gflops(FLAGS.peak_n, dtype)
+        print(f"{dtype} matmul peak ({FLAGS.peak_n}^3): {peaks[dtype]:,.0f} GFLOP/s")
     cases = [
-        Case(m, p, int(b), loop, int(spe))
+        Case(m, p, int(b), loop, int(spe), peaks.get(compute_dtype(p)))
         for m, p, b, loop, spe in itertools.product(
             FLAGS.model, FLAGS.precision, FLAGS.batch_size, FLAGS.loop, FLAGS.steps_per_execution
         )
@@ -149,7 +156,7 @@ def main(_):
     for case in cases:
         rate = statistics.median(case.rates)
         gflops = rate * case.flops_per_image / 1e9
-        frac = f" = {gflops / peak:.0%} of the matmul peak" if peak else ""
+        frac = f" = {gflops / case.peak:.0%} of the matmul peak" if case.peak else ""
         rounds = ", ".join(f"{r:,.0f}" for r in case.rates)
         print(
             f"{case.name}"

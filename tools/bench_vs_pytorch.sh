@@ -12,6 +12,8 @@ torch_py="${2:-python}"
 ref="${TFCLF_TORCH_BENCH:-../shared/bench/pytorch_resnet20.py}"
 tf_args=(--model=resnet20 --size=32 --channels=3 --batch_size=128 --batches=20 --rounds=2 --peak_n=0)
 grep -q avx512f /proc/cpuinfo && echo "machine: AVX-512" || echo "machine: AVX2 only"
+grep -q -w amx_tile /proc/cpuinfo && echo "AMX: yes"
+grep -m1 "model name" /proc/cpuinfo
 bf16=0
 grep -q -w 'avx512_bf16\|amx_bf16' /proc/cpuinfo && bf16=1 && echo "native bfloat16: yes"
 for r in $(seq "$rounds"); do

@@ -84,6 +84,28 @@ def test_folder_loader_skips_bad_files_and_converts(tmp_path, caplog):
     assert gray.train.images.shape[-1] == 1
 
 
+def test_folder_channels_follow_the_images(tmp_path):
+    """Without --channels a folder of grayscale images trains on 1 channel, not 3 copies; one
+    colour image anywhere (here only in the test split) makes every split RGB, gray ones as
+    R = G = B."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                gray = rng.integers(0, 255, (8, 8), np.uint8)
+                Image.fromarray(gray, "L").save(tmp_path / split / cls / f"{i}.png")
+    assert load_source(f"folder:{tmp_path / 'train'}").train.images.shape == (4, 8, 8, 1)
+    data = load_source(str(tmp_path))
+    assert data.train.images.shape[-1] == data.test.images.shape[-1] == 1
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "test/a/c.png")
+    data = load_source(str(tmp_path))
+    assert data.train.images.shape == (4, 8, 8, 3) and data.test.images.shape == (5, 8, 8, 3)
+    first = data.train.images[0]
+    assert (first[..., 0] == first[..., 1]).all() and (first[..., 0] == first[..., 2]).all()
+    assert load_source(str(tmp_path), channels=1).test.images.shape == (5, 8, 8, 1)
+
+
 def test_folder_with_split_subfolders_and_empty_class(tmp_path):
     for split in ("train", "test"):
         _write_folder(tmp_path / split)

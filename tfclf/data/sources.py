@@ -166,8 +166,12 @@ def load_tfds(
 # ----------------------------------------------------------------------------- folders
 
 
-def decode_image(path: Path, channels: int, size: int | None):
-    """Decodes one image fully (so truncation is caught); returns (array, problem)."""
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def decode_image(path: Path, channels: int | None, size: int | None):
+    """Decodes one image fully (so truncation is caught); returns (array, problem).
+    ``channels`` None keeps the file's own: 1 for a grayscale image, 3 for any other."""
     from PIL import Image, UnidentifiedImageError
 
     if path.stat().st_size == 0:
@@ -175,6 +179,8 @@ def decode_image(path: Path, channels: int, size: int | None):
     try:
         with Image.open(path) as im:
             im.load()
+            if channels is None:
+                channels = 1 if im.mode in GRAY_MODES else 3
             im = im.convert("L" if channels == 1 else "RGB")
             if size:
                 im = im.resize((size, size), Image.BILINEAR)
@@ -186,7 +192,7 @@ def decode_image(path: Path, channels: int, size: int | None):
 
 
 def _scan_class_folders(
-    root: Path, channels: int, size: int | None, class_names=None, workers: int | None = None
+    root: Path, channels: int | None, size: int | None, class_names=None, workers=None
 ):
     classes = class_names or sorted(
         p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -219,6 +225,8 @@ def _scan_class_folders(
     for cls, n in zip(classes, counts):
         if n == 0:
             raise DataError(f"class {cls!r} in {root} has no usable image")
+    if channels is None and any(a.shape[-1] == 3 for a in images):
+        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
     if size is None:
         shapes = {a.shape for a in images}
         if len(shapes) > 1:
@@ -232,7 +240,7 @@ def _scan_class_folders(
 def load_folder(
     root: str | os.PathLike,
     *,
-    channels: int = 3,
+    channels: int | None = None,
     size: int | None = None,
     workers: int | None = None,
 ) -> ImageData:
@@ -240,8 +248,9 @@ def load_folder(
 
     Every file is decoded once before training: empty, corrupt, truncated and non-image files
     are skipped, counted and listed in one warning; a class with no usable image is an error.
-    Images are converted to ``channels`` (gray, RGB, RGBA and palette images are accepted) and
-    resized to ``size`` x ``size`` when given.
+    Images are converted to ``channels`` (gray, RGB, RGBA and palette images are accepted;
+    None: 1 when every image is grayscale, else 3) and resized to ``size`` x ``size`` when
+    given.
     """
     root = Path(root)
     if not root.is_dir():
@@ -258,10 +267,20 @@ def load_folder(
                 folder, channels, size, classes, workers
             )
             all_skipped += skipped
+        if channels is None:  # one split all gray, another with colour: colour for all
+            width = max(s.images.shape[-1] for s in splits.values())
+            for s in splits.values():
+                s.images = _to_channels(s.images, width)
     else:
         classes, splits["train"], all_skipped = _scan_class_folders(
             root, channels, size, workers=workers
         )
+    if channels is None:
+        found = splits["train"].images.shape[-1]
+        logging.info(
+            "%s: %s images, %d channel(s) (--channels to convert)",
+            root, "grayscale" if found == 1 else "colour", found,
+        )  # fmt: skip
     if all_skipped:
         listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
         logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)
@@ -353,11 +372,11 @@ def load_source(
     elif kind == "tfds":
         data = load_tfds(arg, data_dir, download=download, channels=channels)
     elif kind == "folder":
-        data = load_folder(arg, channels=channels or 3, size=image_size)
+        data = load_folder(arg, channels=channels, size=image_size)
     elif kind == "npz" or source.endswith(".npz"):
         data = load_npz(arg if kind == "npz" else source, channels=channels)
     elif Path(source).is_dir():
-        data = load_folder(source, channels=channels or 3, size=image_size)
+        data = load_folder(source, channels=channels, size=image_size)
     else:
         raise DataError(
             f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH or npz:PATH"

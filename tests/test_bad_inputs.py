@@ -30,6 +30,10 @@ CASES = {
         (["--source=npz:{d}/no_y.npz"], "needs arrays 'x' and 'y', has ['x']"),
         (["--source=folder:{d}/one_class_folder"], "a classifier needs at least 2"),
         (["--source=folder:{d}/nowhere"], "image folder not found"),
+        (
+            ["--source=folder:{d}/mixed_sizes"],
+            "3 different sizes (8x8, 9x9, 10x10); resize them on loading with --load_size=N",
+        ),
         (["--source=npz:{d}/good.npz", "--mean=0.5,0.5"], "--mean/--std: the images have 1"),
         (["--model_args={{'widthz': (8, 16)}}"], "has no argument 'widthz'; its arguments:"),
         (["--model_args=[1]"], "--model_args: not a Python dict literal"),
@@ -90,6 +94,10 @@ def _make_bad_files(d: Path) -> None:
     folder.mkdir(parents=True)
     for i in range(3):
         Image.fromarray(x[i]).save(folder / f"{i}.png")
+    for cls in ("a", "b"):
+        (d / "mixed_sizes" / cls).mkdir(parents=True)
+        for n in (8, 9, 10):
+            Image.fromarray(x[n, :n, :n]).save(d / "mixed_sizes" / cls / f"{n}.png")
     Image.fromarray(x[0]).save(d / "digit.png")
     (d / "corrupt.tflite").write_bytes(b"TFL3 but not really a flatbuffer")
     (d / "a_file").write_text("a file where a directory is expected\n")

@@ -230,9 +230,11 @@ def _scan_class_folders(
     if size is None:
         shapes = {a.shape for a in images}
         if len(shapes) > 1:
+            seen = ", ".join(f"{h}x{w}" for h, w, _ in sorted(shapes)[:4])
+            more = ", ..." if len(shapes) > 4 else ""
             raise DataError(
-                f"images in {root} have {len(shapes)} different sizes; pass an "
-                "image size to resize them on loading"
+                f"images in {root} have {len(shapes)} different sizes ({seen}{more}); "
+                "resize them on loading with --load_size=N"
             )
     return classes, Split(np.stack(images), np.asarray(kept)), skipped
 

@@ -107,3 +107,30 @@ def test_flag_changes_name_what_differs_from_the_runs_record(tmp_path):
     assert cli.flag_changes(tmp_path, same) == []
     assert cli.flag_changes(tmp_path, other) == ["--lr: 0.2 -> 0.3", "--stage: (unset) -> epochs=3"]
     assert cli.flag_changes(tmp_path / "nowhere", other) == []  # no record: a new run
+
+
+def test_a_runs_channels_follow_its_model_when_its_flags_leave_them_open(tmp_path):
+    """Folder sources load 1 channel for grayscale images since session 16 (3 before): a run
+    trained earlier must reload its data with its model's channels, from its model card."""
+    fl = flags.FLAGS
+
+    def channels(run):
+        try:
+            return cli.load_run_flags(run).channels
+        finally:
+            fl.unparse_flags()
+
+    for run, extra in ((tmp_path, []), (tmp_path / "given", ["--channels=1"])):
+        fl(["prog", "--source=folder:/some/where", *extra])
+        (run / "best_model").mkdir(parents=True)
+        (run / "flags.txt").write_text(cli.resolved_flagfile())
+        fl.unparse_flags()
+    card = tmp_path / "best_model" / "model_card.json"
+    assert channels(tmp_path) is None  # no model yet: the source decides
+    card.write_text('{"input": {"shape": [1, 8, 8, 3]}}')
+    assert channels(tmp_path) == 3
+    (tmp_path / "given" / "best_model" / "model_card.json").write_text("{}")
+    assert channels(tmp_path / "given") == 1  # the flag wins
+    card.write_text("{}")
+    with pytest.raises(cli.UsageError, match="model_card.json: no input shape"):
+        channels(tmp_path)

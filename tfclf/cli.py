@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import errno
+import json
 import logging as std_logging
 import os
 import re
@@ -232,6 +233,15 @@ def load_run_flags(run_dir: Path) -> TrainConfig:
     cfg, errors = config_from_flags(FLAGS)
     if errors:
         raise UsageError(f"{path}: {errors[0]}")
+    card = Path(run_dir) / "best_model" / "model_card.json"
+    if cfg.channels is None and card.exists():
+        # The model's own channel count: a folder source's default (1 for all-gray images)
+        # was 3 before session 16, and runs trained then must load their data as trained.
+        try:
+            channels = int(json.loads(card.read_text())["input"]["shape"][-1])
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise UsageError(f"{card}: no input shape ({e})") from None
+        cfg = dataclasses.replace(cfg, channels=channels)
     return cfg
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tfclf.system import cpu_has_native_bf16, cpu_isa_name, resolve_precision
+from tfclf.system import bf16_problem, cpu_has_native_bf16, cpu_isa_name, resolve_precision
 
 PROBE = (
     "import os, tfclf, sys; "
@@ -119,3 +119,20 @@ def test_precision_auto_on_gpu_and_explicit():
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True) == "mixed_float16"
     assert resolve_precision("float32", flags=AVX512_BF16, has_gpu=False) == "float32"
     assert resolve_precision("mixed_bfloat16", flags=AVX2, has_gpu=False) == "mixed_bfloat16"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 only")
+def test_bfloat16_that_cannot_run_is_refused_and_emulated_bfloat16_is_warned():
+    """A oneDNN ISA cap below bf16 on a bf16 CPU makes TensorFlow's oneDNN kernels fail to
+    build (an abort or a graph error mid-run: measured with ONEDNN_MAX_CPU_ISA=AVX2): refused
+    up front. Without native bf16 it runs emulated, 5-8x slower: a warning."""
+    cap = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    kind, why = bf16_problem("mixed_bfloat16", AVX512_BF16, env=cap)
+    assert kind == "error" and "ONEDNN_MAX_CPU_ISA=avx2" in why and "--precision=float32" in why
+    assert bf16_problem("mixed_bfloat16", AVX2, env={})[0] == "warning"
+    assert bf16_problem("mixed_bfloat16", AVX2, env=cap)[0] == "warning"  # emulated either way
+    assert bf16_problem("mixed_bfloat16", AVX512_BF16, env={}) is None
+    assert (
+        bf16_problem("mixed_bfloat16", AMX, env={"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"}) is None
+    )
+    assert bf16_problem("float32", AVX512_BF16, env=cap) is None

@@ -48,6 +48,29 @@ def cpu_has_native_bf16(flags: set[str] | None = None, env=None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
 
 
+def bf16_problem(policy: str, flags: set[str] | None = None, env=None) -> tuple[str, str] | None:
+    """Why ``policy`` should not train bfloat16 on this CPU: ("error", why) when it cannot run
+    at all (a oneDNN ISA cap below bf16 on a CPU that has it: TensorFlow still sends bf16 to
+    oneDNN, which then fails to build its kernels; measured with ONEDNN_MAX_CPU_ISA=AVX2),
+    ("warning", why) when it runs emulated; None when bf16 is native or not asked for."""
+    if "bfloat16" not in policy or tf.config.list_physical_devices("GPU"):
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if cpu_has_native_bf16(flags, env):
+        return None
+    cap = onednn_isa_cap(env)
+    if cap and flags & {"avx512_bf16", "amx_bf16"} and onednn_enabled():
+        return "error", (
+            f"--precision={policy} cannot run with ONEDNN_MAX_CPU_ISA={cap}: the cap holds "
+            "oneDNN below bfloat16 on a CPU that has it, and TensorFlow's oneDNN kernels then "
+            "fail; use --precision=float32 (or auto) or unset ONEDNN_MAX_CPU_ISA"
+        )
+    return "warning", (
+        f"--precision={policy} on a CPU without native bfloat16: it is emulated, 5-8x slower "
+        "than float32 (--precision=auto picks float32 here)"
+    )
+
+
 BF16_MIN_MACS = 5_000_000
 
 

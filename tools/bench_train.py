@@ -136,9 +136,14 @@ def main(_):
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op)
     if FLAGS.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op)
-    from tfclf.system import describe_kernels
+    from tfclf.system import bf16_problem, describe_kernels
 
     print(describe_kernels())
+    for policy in FLAGS.precision:
+        if problem := bf16_problem(policy):
+            if problem[0] == "error":
+                raise app.UsageError(problem[1])
+            print(f"warning: {problem[1]}")
     peaks = {}
     for dtype in dict.fromkeys(map(compute_dtype, FLAGS.precision)) if FLAGS.peak_n else ():
         peaks[dtype] = matmul_peak_gflops(FLAGS.peak_n, dtype)

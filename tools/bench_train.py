@@ -21,6 +21,7 @@ use (oneDNN or Eigen) are printed; ``TF_ENABLE_ONEDNN_OPTS=0`` before the comman
 import ast
 import itertools
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -142,7 +143,7 @@ def main(_):
     for policy in FLAGS.precision:
         if problem := bf16_problem(policy):
             if problem[0] == "error":
-                raise app.UsageError(problem[1])
+                sys.exit(f"error: {problem[1]}")
             print(f"warning: {problem[1]}")
     peaks = {}
     for dtype in dict.fromkeys(map(compute_dtype, FLAGS.precision)) if FLAGS.peak_n else ():

@@ -134,3 +134,28 @@ def test_a_runs_channels_follow_its_model_when_its_flags_leave_them_open(tmp_pat
     card.write_text("{}")
     with pytest.raises(cli.UsageError, match="model_card.json: no input shape"):
         channels(tmp_path)
+
+
+def test_stages_on_the_command_line_replace_a_flagfiles(tmp_path):
+    """absl adds a flagfile's --stage values to the command line's; tfclf makes them an
+    override like any other flag, through nested flagfiles too, and leaves them alone when
+    the command line gives none."""
+    inner = tmp_path / "inner.flags"
+    inner.write_text("--stage=size=70 epochs=300\n--stage=size=120 epochs=150\n--lr=0.05\n")
+    outer = tmp_path / "outer.flags"
+    outer.write_text(f"--flagfile={inner}\n--epochs=7\n")
+    argv = ["prog", f"--flagfile={outer}", "--stage=size=32 epochs=2", "--batch_size=8"]
+    assert cli.command_line_stages_win(argv) == [
+        "prog", "--lr=0.05", "--epochs=7", "--stage=size=32 epochs=2", "--batch_size=8"
+    ]  # fmt: skip
+    two_tokens = ["prog", "--flagfile", str(inner), "--stage", "size=16 epochs=1"]
+    assert cli.command_line_stages_win(two_tokens) == ["prog", "--lr=0.05", *two_tokens[3:]]
+    untouched = ["prog", f"--flagfile={outer}", "--batch_size=8"]
+    assert cli.command_line_stages_win(untouched) == untouched
+    fl = flags.FLAGS
+    try:
+        fl(cli.command_line_stages_win(argv))
+        cfg, errors = cli.config_from_flags(fl)
+    finally:
+        fl.unparse_flags()
+    assert not errors and [(s.size, s.epochs) for s in cfg.stages] == [(32, 2)]

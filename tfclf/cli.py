@@ -320,6 +320,8 @@ def guarded(main, log_dir=None):
     def run(argv):
         from tfclf.data.sources import DataError
 
+        while _PARSE_NOTES:
+            logging.info(_PARSE_NOTES.pop(0))
         try:
             return main(argv)
         except (UsageError, DataError) as e:
@@ -357,5 +359,36 @@ def guarded(main, log_dir=None):
     return run
 
 
+def command_line_stages_win(argv: list[str]) -> list[str]:
+    """``--stage`` is the one repeatable flag, and absl adds a flagfile's stages to the command
+    line's. As with every other flag, stages given on the command line replace a flagfile's:
+    ``--flagfile=configs/report000_fixres.flags --stage="size=32 epochs=2"`` trains one stage,
+    not three."""
+    if not any(a == "--stage" or a.startswith("--stage=") for a in argv[1:]):
+        return argv
+    out, dropped, args = list(argv[:1]), 0, iter(argv[1:])
+    for a in args:
+        if a in ("--flagfile", "-flagfile"):
+            a = f"--flagfile={next(args, '')}"
+        if not a.startswith(("--flagfile=", "-flagfile=")):
+            out.append(a)
+            continue
+        expanded = FLAGS.read_flags_from_files([a], force_gnu=False)
+        kept = [e for e in expanded if not e.startswith(("--stage=", "-stage="))]
+        dropped += len(expanded) - len(kept)
+        out += kept
+    if dropped:  # logged once main runs: absl logging is not set up while flags parse
+        _PARSE_NOTES.append(
+            f"--stage on the command line replaces the flagfile's {dropped} stage(s)"
+        )
+    return out
+
+
+_PARSE_NOTES: list[str] = []
+
+
 def run(main, log_dir=None) -> None:
-    app.run(guarded(main, log_dir))
+    app.run(
+        guarded(main, log_dir),
+        flags_parser=lambda argv: app.parse_flags_with_usage(command_line_stages_win(argv)),
+    )

@@ -396,6 +396,10 @@ class Trainer:
                 callbacks.append(budget)
             nan_guard = cb.StopOnNonFiniteLoss()
             callbacks.insert(0, nan_guard)
+            earlier = [r["loss"] for r in self.history["epochs"] if r["stage"] == s and "loss" in r]
+            callbacks.append(
+                cb.DivergenceWarning(self.data.num_classes, stage.schedule.lr, earlier)
+            )
             logging.info(
                 "stage %d/%d (%s): %s at %s px, epochs %d..%d, train=%s",
                 s + 1,

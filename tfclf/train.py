@@ -5,7 +5,8 @@ built-in MNIST-5k. Flagfiles nest (``--flagfile`` inside a flagfile) and later f
 The resolved flags are written to ``<run_dir>/flags.txt``; rerunning with
 ``--flagfile=<run_dir>/flags.txt`` resumes or repeats the run.
 
-FixRes stages, one ``--stage`` per stage, in order; keys not given take the run's flags:
+FixRes stages, one ``--stage`` per stage, in order (on the command line they replace a
+flagfile's stages); keys not given take the run's flags:
     --stage="size=70 epochs=140 schedule=cosine_restarts lr=1e-3"
     --stage="size=120 epochs=80 schedule=constant lr=1e-4 train=classifier_bn"
 

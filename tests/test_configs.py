@@ -152,6 +152,8 @@ def test_stages_on_the_command_line_replace_a_flagfiles(tmp_path):
     assert cli.command_line_stages_win(two_tokens) == ["prog", "--lr=0.05", *two_tokens[3:]]
     untouched = ["prog", f"--flagfile={outer}", "--batch_size=8"]
     assert cli.command_line_stages_win(untouched) == untouched
+    missing = ["prog", f"--flagfile={tmp_path / 'nope.flags'}", "--stage=size=8 epochs=1"]
+    assert cli.command_line_stages_win(missing) == missing  # absl's parser reports it
     fl = flags.FLAGS
     try:
         fl(cli.command_line_stages_win(argv))

@@ -373,7 +373,10 @@ def command_line_stages_win(argv: list[str]) -> list[str]:
         if not a.startswith(("--flagfile=", "-flagfile=")):
             out.append(a)
             continue
-        expanded = FLAGS.read_flags_from_files([a], force_gnu=False)
+        try:
+            expanded = FLAGS.read_flags_from_files([a], force_gnu=False)
+        except flags.Error:
+            return argv  # absl's own parsing then reports the unreadable flagfile
         kept = [e for e in expanded if not e.startswith(("--stage=", "-stage="))]
         dropped += len(expanded) - len(kept)
         out += kept

@@ -48,25 +48,31 @@ def cpu_has_native_bf16(flags: set[str] | None = None, env=None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & {"avx512_bf16", "amx_bf16"})
 
 
+# ... and the ones below AVX-512, where oneDNN cannot even emulate bf16 (avx512_core can).
+NO_ONEDNN_BF16_ISAS = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2"})
+
+
 def bf16_problem(policy: str, flags: set[str] | None = None, env=None) -> tuple[str, str] | None:
     """Why ``policy`` should not train bfloat16 on this CPU: ("error", why) when it cannot run
-    at all (a oneDNN ISA cap below bf16 on a CPU that has it: TensorFlow still sends bf16 to
-    oneDNN, which then fails to build its kernels; measured with ONEDNN_MAX_CPU_ISA=AVX2),
-    ("warning", why) when it runs emulated; None when bf16 is native or not asked for."""
+    at all, ("warning", why) when it runs emulated; None when bf16 is native or not asked for.
+    It cannot run under a oneDNN ISA cap below AVX-512 on an AVX-512 CPU: TensorFlow sends
+    bf16 to oneDNN there (it checks the CPU, not the cap), and oneDNN fails to build the
+    kernels (measured with ONEDNN_MAX_CPU_ISA=AVX2 and AVX2_VNNI_2; AVX512_CORE ran, 4x
+    slower than float32)."""
     if "bfloat16" not in policy or tf.config.list_physical_devices("GPU"):
         return None
     flags = cpu_flags() if flags is None else flags
     if cpu_has_native_bf16(flags, env):
         return None
     cap = onednn_isa_cap(env)
-    if cap and flags & {"avx512_bf16", "amx_bf16"} and onednn_enabled():
+    if cap in NO_ONEDNN_BF16_ISAS and "avx512f" in flags and onednn_enabled():
         return "error", (
-            f"--precision={policy} cannot run with ONEDNN_MAX_CPU_ISA={cap}: the cap holds "
-            "oneDNN below bfloat16 on a CPU that has it, and TensorFlow's oneDNN kernels then "
-            "fail; use --precision=float32 (or auto) or unset ONEDNN_MAX_CPU_ISA"
+            f"--precision={policy} cannot run with ONEDNN_MAX_CPU_ISA={cap}: TensorFlow sends "
+            f"bfloat16 to oneDNN on this AVX-512 CPU, and oneDNN held to {cap} cannot build "
+            "those kernels; use --precision=float32 (or auto) or unset ONEDNN_MAX_CPU_ISA"
         )
     return "warning", (
-        f"--precision={policy} on a CPU without native bfloat16: it is emulated, 5-8x slower "
+        f"--precision={policy} on a CPU without native bfloat16: it is emulated, 4-8x slower "
         "than float32 (--precision=auto picks float32 here)"
     )
 

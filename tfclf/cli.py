@@ -311,6 +311,11 @@ def disk_full_message(e: BaseException) -> str | None:
     )
 
 
+# Lines for the log from flag parsing (command_line_stages_win), which runs before absl
+# logging is set up; guarded() logs them once main starts.
+_PARSE_NOTES: list[str] = []
+
+
 def guarded(main, log_dir=None):
     """``main`` with the safety net: a ``UsageError`` or tfclf's ``DataError`` is one
     ``error:`` line (exit 2); any other exception is one line naming it and the file its
@@ -385,9 +390,6 @@ def command_line_stages_win(argv: list[str]) -> list[str]:
             f"--stage on the command line replaces the flagfile's {dropped} stage(s)"
         )
     return out
-
-
-_PARSE_NOTES: list[str] = []
 
 
 def run(main, log_dir=None) -> None:

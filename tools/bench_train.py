@@ -146,9 +146,10 @@ def main(_):
                 sys.exit(f"error: {problem[1]}")
             print(f"warning: {problem[1]}")
     peaks = {}
-    for dtype in dict.fromkeys(map(compute_dtype, FLAGS.precision)) if FLAGS.peak_n else ():
-        peaks[dtype] = matmul_peak_gflops(FLAGS.peak_n, dtype)
-        print(f"{dtype} matmul peak ({FLAGS.peak_n}^3): {peaks[dtype]:,.0f} GFLOP/s")
+    if FLAGS.peak_n:
+        for dtype in dict.fromkeys(compute_dtype(p) for p in FLAGS.precision):
+            peaks[dtype] = matmul_peak_gflops(FLAGS.peak_n, dtype)
+            print(f"{dtype} matmul peak ({FLAGS.peak_n}^3): {peaks[dtype]:,.0f} GFLOP/s")
     cases = [
         Case(m, p, int(b), loop, int(spe), peaks.get(compute_dtype(p)))
         for m, p, b, loop, spe in itertools.product(

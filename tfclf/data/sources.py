@@ -226,7 +226,7 @@ def _scan_class_folders(
         if n == 0:
             raise DataError(f"class {cls!r} in {root} has no usable image")
     if channels is None and any(a.shape[-1] == 3 for a in images):
-        images = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in images]
+        images = [_to_channels(a, 3) for a in images]
     if size is None:
         shapes = {a.shape for a in images}
         if len(shapes) > 1:

@@ -56,6 +56,14 @@ CASES = {
         (["--run_dir={d}/a_file"], "a finished tfclf run?"),
         (["--run_dir={run}", "--file={d}/corrupt.tflite"], "--file: {d}/corrupt.tflite"),
         (["--run_dir={run}", "--file={d}/nowhere.tflite"], "--file: model file not found"),
+        (
+            ["--run_dir={run}", "--file={d}/five.tflite"],
+            "five.tflite has 5 classes; the run's data has 3",
+        ),
+        (
+            ["--run_dir={run}", "--file={d}/animals.tflite"],
+            "names its classes cat, dog, cow (from the file's model card); the run's are 0, 1, 2",
+        ),
     ],
     "tfclf.compress.__main__": [
         (["--run_dir={d}/nowhere"], "a finished tfclf run?"),
@@ -100,7 +108,22 @@ def _make_bad_files(d: Path) -> None:
             Image.fromarray(x[n, :n, :n]).save(d / "mixed_sizes" / cls / f"{n}.png")
     Image.fromarray(x[0]).save(d / "digit.png")
     (d / "corrupt.tflite").write_bytes(b"TFL3 but not really a flatbuffer")
+    _write_tflite(d / "five.tflite", ["0", "1", "2", "3", "4"])
+    _write_tflite(d / "animals.tflite", ["cat", "dog", "cow"])
     (d / "a_file").write_text("a file where a directory is expected\n")
+
+
+def _write_tflite(path: Path, classes: list[str]) -> None:
+    """A valid float32 file taking the bad files' 28x28x1 images, naming ``classes``."""
+    from tfclf.data import Normalizer
+    from tfclf.export import tflite
+    from tfclf.export.deploy import model_card
+    from tfclf.keras import keras
+
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(len(classes))(keras.layers.Flatten()(inputs)))
+    card = model_card(model, classes, Normalizer(mean=(0.5,), std=(0.25,)))
+    path.write_bytes(tflite.convert(model, "float32", card=card))
 
 
 def _make_earlier_run(run: Path, d: Path) -> None:

@@ -145,6 +145,50 @@ def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(
     np.testing.assert_array_equal(sig_a, sig_b)
 
 
+def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
+    from tfclf.export.deploy import model_card
+    from tfclf.export.load import load_classifier
+
+    run_dir, _, result = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x, _ = val_pixels
+    names = [f"digit {i}" for i in range(10)]
+    card = model_card(deploy, names, result.normalizer)
+    plain, carded = (
+        tflite.convert(deploy, "int8", representative=x[:50], card=c) for c in (None, card)
+    )
+    assert tflite.read_card(plain) is None and tflite.read_card(b"TFL3 garbage") is None
+    embedded = tflite.read_card(carded)
+    assert embedded["classes"] == names and embedded["model"] == trained_part(deploy).name
+    assert (
+        embedded["input"]["dtype"] == "uint8"
+        and "= raw pixel value" in embedded["input"]["meaning"]
+    )
+    assert embedded["normalization_inside"] == card["normalization_inside"]
+    # the card changes no output and costs its own bytes only
+    np.testing.assert_array_equal(
+        *(tflite.predict(tflite.interpreter(b), x) for b in (plain, carded))
+    )
+    assert 0 < len(carded) - len(plain) < len(json.dumps(card)) + 64
+    # alone in a folder, or beside another model's labels.txt: the file's own names win
+    lone = tmp_path / "lone" / "model.tflite"
+    lone.parent.mkdir()
+    lone.write_bytes(carded)
+    (tmp_path / "lone" / "labels.txt").write_text("".join(f"other {i}\n" for i in range(10)))
+    clf = load_classifier(lone)
+    assert clf.class_names == names and clf.names_from == "the file's model card"
+    # writing a card again replaces it rather than adding a second one
+    again = tflite._rewrite(carded, strip=False, card=card | {"classes": list("abcdefghij")})
+    assert tflite.read_card(again)["classes"] == list("abcdefghij")
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(again, 0)
+    entries = [root.Metadata(i).Name() for i in range(root.MetadataLength())]
+    assert entries.count(tflite.CARD_METADATA.encode()) == 1, entries
+    float_card = tflite.read_card(tflite.convert(deploy, "float32", card=card))
+    assert float_card["input"]["dtype"] == "float32"
+
+
 def test_sparse_encoding_shrinks_a_pruned_file_and_keeps_its_outputs(run, val_pixels):
     run_dir, _, _ = run
     deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)

@@ -82,6 +82,16 @@ def score_file(run: Path, model: str, split_name: str) -> int:
     split = getattr(data, split_name)
     if split is None:
         raise cli.UsageError(f"the run's source has no {split_name} split")
+    names = [str(n) for n in data.class_names]
+    if len(clf.class_names) != len(names):
+        raise cli.UsageError(
+            f"--file: {model} has {len(clf.class_names)} classes; the run's data has {len(names)}"
+        )
+    if clf.names_from and clf.class_names != names:
+        raise cli.UsageError(
+            f"--file: {model} names its classes {_listed(clf.class_names)} "
+            f"(from {clf.names_from}); the run's are {_listed(names)}"
+        )
     h, w, c = clf.input_shape
     if h != w or c != split.images.shape[-1]:
         raise cli.UsageError(
@@ -92,6 +102,11 @@ def score_file(run: Path, model: str, split_name: str) -> int:
     top1 = float((clf.logits(pixels).argmax(-1) == split.labels).mean())
     print(f"{split_name}: top-1 {top1:.4f} on {len(split)} images ({clf.kind} {model})")
     return 0
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    more = f", ... ({len(names)})" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 if __name__ == "__main__":

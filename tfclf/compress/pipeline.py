@@ -248,6 +248,7 @@ def _export(
             keep_names=opts.keep_names,
             num_calibration=opts.num_calibration,
             quantized=quantized,
+            card=model_card(deploy, data.class_names, data.norm),
         )
         blob = convert()
         if opts.sparse and nonzero < SPARSE_MAX_NONZERO * params:
@@ -398,13 +399,7 @@ def _card(deploy, class_names, norm: Normalizer, candidates: list[Candidate]) ->
             "val_accuracy": c.accuracy,
             "runs_in_xnnpack": c.xnnpack,
             "sparse_weight_tensors": c.sparse_weights,  # DENSIFY ops: not in TFLite Micro
-            "note": (
-                "uint8 input = raw pixel value"
-                if c.io["input"]["dtype"] == "uint8"
-                else "int8 input = raw pixel value - 128"
-                if c.io["input"]["dtype"] == "int8"
-                else "float32 input = raw pixel value 0-255"
-            ),
+            "note": tflite.INPUT_NOTES[c.io["input"]["dtype"]],
         }
         for c in candidates
     }

@@ -1,11 +1,11 @@
-"""Deployable models: raw pixels in, logits out, class names beside them.
+"""Deployable models: raw pixels in, logits out, class names inside and beside them.
 
 Every artefact a user deploys takes raw pixels (values 0-255 at the model's resolution;
 float32 here and in float TFLite files, uint8 or int8 in full-integer ones) because the
-normalisation is a layer at the front of its graph (``Normalizer.as_layer``). Beside the
-files: ``labels.txt`` (one class name a line, in output order) and ``model_card.json``
-(input shape, dtype and range, output, classes, normalisation, accuracy measured on the
-file).
+normalisation is a layer at the front of its graph (``Normalizer.as_layer``). Each
+``.tflite`` file carries its model card (``tflite.read_card``). Beside the files:
+``labels.txt`` (one class name a line, in output order) and ``model_card.json`` (input
+shape, dtype and range, output, classes, normalisation, accuracy measured on the file).
 """
 
 from tfclf.export.deploy import (

@@ -1,8 +1,9 @@
 """Any file tfclf exports, loaded behind one interface: ``load_classifier(path)``.
 
 ``.tflite`` (LiteRT interpreter), an inference SavedModel directory (``serving_default``)
-or a ``.keras`` model; all take raw pixels. Class names come from ``labels.txt`` beside the
-file, else from ``model_card.json``, else are the class indices.
+or a ``.keras`` model; all take raw pixels. Class names come from the model card inside a
+``.tflite`` file, else from ``labels.txt`` beside the file, else from ``model_card.json``,
+else are the class indices.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ class ModelFileError(UsageError):
     """A model file that cannot be used (the message names it)."""
 
 
-def _class_names(path: Path, num_classes: int) -> list[str]:
+def _class_names(path: Path, num_classes: int, card: dict | None = None):
+    """``(names, where they came from)``; ``(indices, None)`` when nothing names them."""
+    if card and len(card.get("classes", [])) == num_classes:
+        return card["classes"], "the file's model card"
     folder = path if path.is_dir() else path.parent
     for candidate in (folder / "labels.txt", folder.parent / "labels.txt"):
         if candidate.exists():
             names = candidate.read_text().splitlines()
             if len(names) == num_classes:
-                return names
-    card = folder / "model_card.json"
-    if card.exists():
-        names = json.loads(card.read_text()).get("classes", [])
+                return names, str(candidate)
+    card_file = folder / "model_card.json"
+    if card_file.exists():
+        names = json.loads(card_file.read_text()).get("classes", [])
         if len(names) == num_classes:
-            return names
-    return [str(i) for i in range(num_classes)]
+            return names, str(card_file)
+    return [str(i) for i in range(num_classes)], None
 
 
 class Classifier:
@@ -41,6 +45,7 @@ class Classifier:
     kind: str
     input_shape: tuple[int, int, int]
     class_names: list[str]
+    names_from: str | None  # the card, labels.txt or model_card.json; None: class indices
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -59,7 +64,9 @@ class TFLiteClassifier(Classifier):
         detail = self.interp.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in detail["shape"][1:])
         out = self.interp.get_output_details()[0]["shape"]
-        self.path, self.class_names = path, _class_names(path, int(out[-1]))
+        self.card = tflite.read_card(path)
+        self.path = path
+        self.class_names, self.names_from = _class_names(path, int(out[-1]), self.card)
 
     def logits(self, pixels):
         from tfclf.export import tflite
@@ -81,7 +88,8 @@ class SavedModelClassifier(Classifier):
         self.input_name = list(self.fn.structured_input_signature[1])[0]
         self.input_shape = tuple(int(d) for d in spec.shape[1:])
         out = list(self.fn.structured_outputs.values())[0]
-        self.path, self.class_names = path, _class_names(path, int(out.shape[-1]))
+        self.path = path
+        self.class_names, self.names_from = _class_names(path, int(out.shape[-1]))
 
     def logits(self, pixels):
         import tensorflow as tf
@@ -112,7 +120,7 @@ class KerasClassifier(Classifier):
             )
         self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
         self.path = path
-        self.class_names = _class_names(path, int(self.model.output_shape[-1]))
+        self.class_names, self.names_from = _class_names(path, int(self.model.output_shape[-1]))
 
     def logits(self, pixels):
         from tfclf.data.pipeline import array_batches

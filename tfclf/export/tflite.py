@@ -8,6 +8,11 @@ per sample, PITFALLS tf#47027) gets one extra sample holding a 0 and a 255 so th
 input's calibrated range is exactly 0-255 whatever the images' own extremes; the scale and
 zero point actually written are read back from the file into its model card.
 
+Each file carries its model card (``card``): class names in output order, the input it
+takes and the normalisation inside, as JSON in a flatbuffer metadata entry named
+``tfclf_model_card`` (``read_card``), so a file copied on its own still names its classes.
+LiteRT ignores the entry; it is not TFLite Support's ``TFLITE_METADATA`` (BUILD_NOTES).
+
 Verification (``verify``) runs the ``.tflite`` bytes with ``ai_edge_litert`` on real
 images: accuracy, top-1 agreement with the float Keras model, file and gzip size, and
 batch-1 latency (median of N single-threaded invocations).
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import re
+import struct
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +38,12 @@ from tfclf.keras import keras
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("uint8", "int8")
+CARD_METADATA = "tfclf_model_card"
+INPUT_NOTES = {
+    "float32": "float32 input = raw pixel value 0-255",
+    "uint8": "uint8 input = raw pixel value",
+    "int8": "int8 input = raw pixel value - 128",
+}
 
 
 class ConversionError(UsageError):
@@ -74,6 +87,7 @@ def convert(
     per_channel: bool = True,
     keep_names: bool = False,
     sparse: bool = False,
+    card: dict | None = None,
 ) -> bytes:
     """The ``.tflite`` bytes of ``model`` (a raw-pixel deployable model).
 
@@ -90,6 +104,7 @@ def convert(
     expanded once at load time by a ``DENSIFY`` op (``sparse_weights`` counts them): the
     only way pruning shrinks the file itself rather than its gzip. LiteRT and its XNNPACK
     delegate run such files with dense-speed kernels; TFLite Micro has no ``DENSIFY``.
+    ``card`` (``deploy.model_card``) is written into the file with its input's dtype.
     """
     if mode not in MODES:
         raise ValueError(f"TFLite mode {mode!r} is not one of {', '.join(MODES)}")
@@ -120,28 +135,67 @@ def convert(
         raise ConversionError(
             f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
         ) from None
-    return blob if keep_names else strip_names(blob)
+    if card is not None:
+        dtype = io_dtype if mode == "int8" else "float32"
+        card = card | {"input": card["input"] | {"dtype": dtype, "meaning": INPUT_NOTES[dtype]}}
+    return _rewrite(blob, strip=not keep_names, card=card)
 
 
-def strip_names(blob: bytes) -> bytes:
-    """The ``.tflite`` bytes without the names of the graph's inner tensors.
+def _rewrite(blob: bytes, *, strip: bool, card: dict | None) -> bytes:
+    """The ``.tflite`` bytes with the inner tensors' names removed (``strip``) and ``card``
+    as the ``tfclf_model_card`` metadata entry (replacing an earlier one).
 
     The converter names every tensor after the Keras ops fused into it, often several
     hundred bytes each: 20 KB of the quick start's 340 KB int8 file, bytes a phone loads
     and never reads. The inputs' and outputs' names, the signature (``serving_default``
-    and its ``pixels`` input) and the metadata stay, so the signature runner and
-    ``get_input_details`` work as before. TFLite's own ``flatbuffer_utils.strip_strings``
-    would drop the signature too.
+    and its ``pixels`` input) and the converter's metadata stay, so the signature runner
+    and ``get_input_details`` work as before. TFLite's own
+    ``flatbuffer_utils.strip_strings`` would drop the signature too.
     """
+    if not strip and card is None:
+        return blob
+    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(blob))
-    for graph in model.subgraphs:
-        keep = {int(i) for i in [*graph.inputs, *graph.outputs]}
-        for i, tensor in enumerate(graph.tensors):
-            if i not in keep:
-                tensor.name = None
+    if strip:
+        for graph in model.subgraphs:
+            keep = {int(i) for i in [*graph.inputs, *graph.outputs]}
+            for i, tensor in enumerate(graph.tensors):
+                if i not in keep:
+                    tensor.name = None
+    if card is not None:
+        entry = next((m for m in model.metadata or [] if m.name == CARD_METADATA.encode()), None)
+        if entry is None:
+            entry = schema.MetadataT()
+            entry.name, entry.buffer = CARD_METADATA, len(model.buffers)
+            model.buffers.append(schema.BufferT())
+            model.metadata = [*(model.metadata or []), entry]
+        text = json.dumps(card, separators=(",", ":")).encode()
+        model.buffers[entry.buffer].data = np.frombuffer(text, np.uint8)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def strip_names(blob: bytes) -> bytes:
+    """The ``.tflite`` bytes without the names of the graph's inner tensors (``_rewrite``)."""
+    return _rewrite(blob, strip=True, card=None)
+
+
+def read_card(model: bytes | str | Path) -> dict | None:
+    """The model card written into a ``.tflite`` file by ``convert``, or None (a file from
+    elsewhere, or one written before session 17)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    blob = model if isinstance(model, bytes) else Path(model).read_bytes()
+    try:
+        root = schema.Model.GetRootAs(blob, 0)
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            if entry.Name() == CARD_METADATA.encode():
+                return json.loads(root.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError):
+        return None  # not a flatbuffer or not a card: the interpreter reports such a file
+    return None
 
 
 def sparse_weights(blob: bytes) -> int:

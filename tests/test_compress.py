@@ -278,6 +278,30 @@ def test_pruning_reaches_the_sparsity_and_qat_after_it_keeps_the_zeros(run, tmp_
         assert after[name] >= sparsity[name] - 1e-6, (name, sparsity[name], after[name])
 
 
+def test_sparsity_preserving_qat_keeps_the_zeros_of_kernels_that_feed_a_relu():
+    """An SE block's reduce conv feeds a ReLU; TF-MOT gave it no weight quantizer, so QAT
+    lost its pruned zeros (the compress summary showed it back at 0 % sparsity)."""
+    model = create_model("se_resnet8", input_shape=(12, 12, 1), num_classes=3)
+    for layer in methods.kernel_layers(model):  # half zeros, as pruning leaves them
+        k = layer.kernel.numpy()
+        k[np.abs(k) < np.median(np.abs(k))] = 0
+        layer.kernel.assign(k)
+    before = methods.layer_sparsity(model)
+    qat = methods.QATPhase(model, preserve="sparsity").wrap(model, None)
+    optimizer = keras.optimizers.SGD(0.5)
+    x = tf.constant(np.random.default_rng(0).normal(size=(8, 12, 12, 1)), tf.float32)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(qat(x, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, qat.trainable_variables),
+                                      qat.trainable_variables))  # fmt: skip
+    after = methods.layer_sparsity(qat)
+    reduce = [name for name in before if name.endswith("se_reduce")]
+    assert len(reduce) == 3
+    for name in before:
+        assert after[name] >= before[name] - 1e-6, (name, before[name], after[name])
+
+
 def test_clustering_leaves_at_most_k_values_per_kernel(run, tmp_path, digits):
     _, _, result = run
     clustered = train(

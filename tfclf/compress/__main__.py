@@ -127,7 +127,8 @@ def main(argv):
     cfg = cli.load_run_flags(run)  # re-parses the run's flags.txt into FLAGS
     summary = compress_run(run, opts, cfg)
     out = Path(opts.out) if opts.out else run / "compress"
-    print(f"{len(summary['candidates'])} files verified -> {out / 'summary.md'}")
+    count = len(summary["candidates"])
+    print(f"{count} file{'s' * (count != 1)} verified -> {out / 'summary.md'}")
     budget = summary.get("budget")
     if budget:
         if budget["picked"] is None:

@@ -259,8 +259,49 @@ def output_only_layers(model: keras.Model) -> list[str]:
     return names
 
 
+class WeightsBeforeReLU(quantization.QuantizeScheme, quantization.QuantizeLayoutTransform):
+    """``scheme`` with the kernels of layers that feed a ReLU quantised in training.
+
+    TF-MOT 0.8.1's layout transform ``LayerReLUQuantize``, written to keep a fake-quant out
+    of Add -> ReLU, also matches Conv2D, DepthwiseConv2D and Dense -> ReLU and gives such a
+    layer a no-op config: its kernel was never fake-quantised during QAT, and the
+    sparsity- and cluster-preserving schemes, which act through the weight quantizer,
+    lost its zeros or centroids (seen: a pruned SE block's ``se_reduce`` back to 0 %
+    sparsity after "sparsity kept" QAT; LeNet-5 had no quantised kernel at all). Here such
+    a layer gets the scheme's own config without its activation quantizer: the ReLU's
+    output fake-quant is the range of the fused Conv+ReLU kernel, as TF-MOT does for
+    Conv -> BN -> ReLU."""
+
+    WEIGHTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+    def __init__(self, scheme):
+        self.scheme = scheme
+
+    def get_quantize_registry(self):
+        return self.scheme.get_quantize_registry()
+
+    def get_layout_transformer(self):
+        return self
+
+    def apply(self, model, layer_quantize_map):
+        model, layer_map = self.scheme.get_layout_transformer().apply(model, layer_quantize_map)
+        registry = self.scheme.get_quantize_registry()
+        for layer in model.layers:
+            meta = layer_map.get(layer.name, {})
+            if (
+                isinstance(layer, self.WEIGHTED)
+                and type(meta.get("quantize_config")).__name__ == "NoOpQuantizeConfig"
+                and registry.supports(layer)
+            ):
+                config = registry.get_quantize_config(layer)
+                config.activation_attrs = []
+                meta["quantize_config"] = config
+        return model, layer_map
+
+
 def quantize(model: keras.Model, scheme=None) -> keras.Model:
-    """``model`` made quantisation-aware (TF-MOT's default 8-bit scheme or ``scheme``)."""
+    """``model`` made quantisation-aware (TF-MOT's default 8-bit scheme or ``scheme``,
+    with ``WeightsBeforeReLU``'s correction)."""
     output_only = set(output_only_layers(model))
 
     def annotate(layer):
@@ -270,7 +311,7 @@ def quantize(model: keras.Model, scheme=None) -> keras.Model:
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated = quantization.quantize_annotate_model(annotated)
-    scheme = scheme or quantization.default_8bit.Default8BitQuantizeScheme()
+    scheme = WeightsBeforeReLU(scheme or quantization.default_8bit.Default8BitQuantizeScheme())
     with quantization.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig}):
         return quantization.quantize_apply(annotated, scheme)
 

@@ -406,7 +406,7 @@ class Trainer:
                 len(cfg.stages),
                 self.phase.name,
                 cfg.model,
-                stage.size or "native",
+                stage.size or self.data.image_shape[0],
                 first_epoch + 1,
                 stage.epochs,
                 stage.train,

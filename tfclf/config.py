@@ -246,6 +246,11 @@ class TrainConfig:
                 getattr(self, name) in choices,
                 f"--{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}",
             )
+        check(self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}")
+        check(
+            self.load_size is None or self.load_size > 0,
+            f"--load_size must be positive, got {self.load_size}",
+        )
         for name in ("mean", "std"):
             values = getattr(self, name)
             check(values is None or len(values) > 0, f"--{name} is empty")

@@ -86,8 +86,11 @@ class CompressOptions:
                 "--chain prunes or clusters each slimmed network: give --slim and --prune "
                 "or --cluster"
             )
-        if self.finetune_epochs < 1:
-            raise CompressError(f"--finetune_epochs must be >= 1, got {self.finetune_epochs}")
+        for name in ("finetune_epochs", "num_calibration", "latency_runs"):
+            if getattr(self, name) < 1:
+                raise CompressError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_lr is not None and self.finetune_lr <= 0:
+            raise CompressError(f"--finetune_lr must be positive, got {self.finetune_lr}")
         if self.max_tflite_kb is not None and self.max_tflite_kb <= 0:
             raise CompressError(f"--max_tflite_kb must be positive, got {self.max_tflite_kb}")
 

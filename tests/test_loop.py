@@ -329,22 +329,26 @@ def test_early_stopping_ends_the_stage_and_a_rerun_moves_on(tmp_path, digits):
 
 
 @pytest.mark.parametrize(
-    "losses, earlier, warned_at",
+    "losses, earlier, classes, warned_at",
     [
-        ([3.04, 13.02, 64.63, 26.62], (), 2),  # lr 0.2 on a MobileNet student: diverging
-        ([7.88, 83.64, 8.64, 5.83], (), 2),  # the same student distilled
-        ([2.13, 1.13, 0.89, 0.83, 0.79], (), None),  # the quick start
-        ([0.10, 0.31, 0.25, 0.12], (), None),  # a warm restart from a small loss: < ln(10) up
-        ([1.5, 1.4, float("nan"), 1.3], (), None),  # NaN is StopOnNonFiniteLoss's business
-        ([9.0], (1.2, 1.0), 1),  # a resumed stage remembers its earlier epochs
+        ([3.04, 13.02, 64.63, 26.62], (), 10, 3),  # lr 0.2 on a MobileNet student: diverging
+        ([7.88, 83.64, 8.64, 5.83], (), 10, None),  # the same student distilled: one spike
+        ([7.88, 83.64, 38.1, 5.83], (), 10, 3),  # ... which had it lasted
+        ([2.13, 1.13, 0.89, 0.83, 0.79], (), 10, None),  # the quick start
+        ([0.10, 0.31, 0.25, 0.12], (), 10, None),  # a warm restart from a small loss: < ln(10)
+        ([0.62, 1.32, 1.10, 0.95], (), 2, None),  # FixRes' second stage on two classes
+        ([1.5, 1.4, float("nan"), 1.3], (), 10, None),  # NaN is StopOnNonFiniteLoss's business
+        ([9.0], (1.2, 1.0, 8.0), 10, 1),  # a resumed stage remembers its earlier epochs
     ],
 )
-def test_a_diverging_loss_is_warned_once_naming_the_lr(monkeypatch, losses, earlier, warned_at):
+def test_a_diverging_loss_is_warned_once_naming_the_lr(
+    monkeypatch, losses, earlier, classes, warned_at
+):
     from tfclf.training import callbacks
 
     seen = []
     monkeypatch.setattr(callbacks.logging, "warning", lambda msg, *a: seen.append(msg % a))
-    guard = callbacks.DivergenceWarning(num_classes=10, lr=0.2, losses=earlier)
+    guard = callbacks.DivergenceWarning(num_classes=classes, lr=0.2, losses=earlier)
     for epoch, loss in enumerate(losses):
         guard.on_epoch_end(epoch, {"loss": loss})
     if warned_at is None:

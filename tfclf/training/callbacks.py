@@ -131,31 +131,42 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class DivergenceWarning(keras.callbacks.Callback):
-    """Warns once when the training loss of an epoch is more than twice the lowest so far and
-    above it by more than a uniform guess's loss, ln(classes): a learning rate too high for
-    the model diverges this way without ever reaching NaN (a MobileNet student at the quick
-    start's lr 0.2: 3.0, 13.0, 64.6, ...). A warm restart's rise from a small loss stays under
-    the second bound."""
+    """Warns once when the training loss of two epochs in a row is more than twice the
+    lowest so far and above it by more than a uniform guess's loss, ln(classes): a learning
+    rate too high for the model diverges this way without ever reaching NaN (a MobileNet
+    student at the quick start's lr 0.2: 3.0, 13.0, 64.6, ...). A warm restart's rise from a
+    small loss stays under the second bound; a one-epoch rise it recovers from (a FixRes
+    stage's first Adam steps at a new resolution: 0.62, 1.32, 1.10) is not divergence."""
 
     def __init__(self, num_classes: int, lr: float, losses=()):
         super().__init__()
         self.margin = float(np.log(num_classes))
         self.lr = lr
-        self.best = min(losses, default=np.inf)  # earlier epochs of this stage (a resume)
+        self.best = np.inf
+        self.high = 0  # epochs in a row above the bounds
         self.warned = False
+        for loss in losses:  # earlier epochs of this stage (a resume)
+            self._see(loss)
+
+    def _see(self, loss) -> bool:
+        high = loss > 2 * self.best and loss - self.best > self.margin
+        self.high = self.high + 1 if high else 0
+        self.best = min(self.best, loss)
+        return self.high >= 2
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None or not np.isfinite(loss):
             return
-        if not self.warned and loss > 2 * self.best and loss - self.best > self.margin:
+        best = self.best
+        if self._see(loss) and not self.warned:
             self.warned = True
             logging.warning(
-                "epoch %d: training loss %.4g is more than twice the lowest so far (%.4g): "
-                "training is diverging; try a lower --lr (this stage's peak is %g)",
-                epoch + 1, loss, self.best, self.lr,
+                "epoch %d: training loss %.4g is more than twice the lowest so far (%.4g) "
+                "for the second epoch running: training is diverging; try a lower --lr (this "
+                "stage's peak is %g)",
+                epoch + 1, loss, best, self.lr,
             )  # fmt: skip
-        self.best = min(self.best, loss)
 
 
 class TimeBudget(keras.callbacks.Callback):

@@ -58,6 +58,7 @@ CASES = {
         (["--run_dir={d}/a_file"], "a finished tfclf run?"),
         (["--run_dir={run}", "--file={d}/corrupt.tflite"], "--file: {d}/corrupt.tflite"),
         (["--run_dir={run}", "--file={d}/nowhere.tflite"], "--file: model file not found"),
+        (["--run_dir={run}"], "{run}/best_model/model.keras: cannot load this .keras file"),
         (
             ["--run_dir={run}", "--file={d}/five.tflite"],
             "five.tflite has 5 classes; the run's data has 3",
@@ -76,6 +77,7 @@ CASES = {
         (["--run_dir={run}", "--slim=1"], "--slim: a channel ratio must be in (0, 1), got 1.0"),
         (["--run_dir={run}", "--modes=float64"], "--modes"),
         (["--run_dir={run}", "--max_tflite_kb=-3"], "--max_tflite_kb"),
+        (["--run_dir={run}"], "{run}/best_model/model.keras: cannot load this .keras file"),
         (["--run_dir={run}", "--latency_runs=0"], "--latency_runs must be >= 1, got 0"),
         (["--run_dir={run}", "--finetune_lr=0", "--qat"], "--finetune_lr must be positive"),
         (["--run_dir={run}", "--chain", "--prune=0.5"], "--chain prunes or clusters each slim"),

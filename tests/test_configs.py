@@ -161,3 +161,18 @@ def test_stages_on_the_command_line_replace_a_flagfiles(tmp_path):
     finally:
         fl.unparse_flags()
     assert not errors and [(s.size, s.epochs) for s in cfg.stages] == [(32, 2)]
+
+
+def test_a_moved_run_is_read_where_it_is_now(tmp_path):
+    """A run's flags.txt names the directory it was trained in; evaluate and compress use
+    the one they are given (their error log and outputs belong there, not in the old one)."""
+    fl = flags.FLAGS
+    try:
+        fl(["prog", f"--run_dir={tmp_path / 'old'}"])
+        (tmp_path / "new").mkdir()
+        (tmp_path / "new" / "flags.txt").write_text(cli.resolved_flagfile())
+        fl.unparse_flags()
+        cfg = cli.load_run_flags(tmp_path / "new")
+        assert cfg.run_dir == fl.run_dir == str(tmp_path / "new")
+    finally:
+        fl.unparse_flags()

@@ -230,6 +230,7 @@ def load_run_flags(run_dir: Path) -> TrainConfig:
     if not path.exists():
         raise UsageError(f"{path} not found: is {run_dir} a tfclf run directory?")
     FLAGS([sys.argv[0], f"--flagfile={path}"], known_only=True)
+    FLAGS.run_dir = str(run_dir)  # where the run is now: it may have been moved or copied
     cfg, errors = config_from_flags(FLAGS)
     if errors:
         raise UsageError(f"{path}: {errors[0]}")

@@ -155,7 +155,12 @@ def load_teacher(source: str | Path):
     if not path.exists():
         raise TeacherError(f"--teacher: {source} not found (a run directory, .keras or SavedModel)")
     if path.suffix == ".keras":
-        model = keras.models.load_model(path, compile=False)
+        from tfclf.export.load import ModelFileError, load_keras_model
+
+        try:
+            model = load_keras_model(path)
+        except ModelFileError as e:
+            raise TeacherError(f"--teacher: {e}") from None
         if trained_part(model) is model:
             raise TeacherError(
                 f"--teacher: {path} takes normalised images (exported before raw-pixel "

@@ -36,14 +36,14 @@ def main(argv):
     cfg = cli.load_run_flags(run)
     from tfclf.data import Normalizer, prepare_data
     from tfclf.export import trained_part
-    from tfclf.keras import keras
+    from tfclf.export.load import load_keras_model
     from tfclf.report import write_report
 
     data, _ = prepare_data(cfg)
     split = getattr(data, split_name)
     if split is None:
         raise cli.UsageError(f"{cfg.source} has no {split_name} split")
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_keras_model(model_path)
     # Runs older than the raw-pixel export hold a model that takes normalised images.
     norm = (
         None

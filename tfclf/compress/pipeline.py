@@ -31,6 +31,7 @@ from tfclf.data import Normalizer, prepare_data
 from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.export import tflite
 from tfclf.export.deploy import deployable, model_card, trained_part, write_labels
+from tfclf.export.load import load_keras_model
 from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
 from tfclf.models.summary import model_stats
@@ -324,9 +325,9 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     model_path = run / "best_model" / "model.keras"
     if not model_path.exists():
         raise CompressError(f"{model_path} not found: is {run} a finished tfclf run?")
+    deploy = load_keras_model(model_path)
     out = Path(opts.out) if opts.out else run / "compress"
     out.mkdir(parents=True, exist_ok=True)
-    deploy = keras.models.load_model(model_path, compile=False)
     if trained_part(deploy) is deploy:
         raise CompressError(
             f"{model_path} takes normalised images (a run from before raw-pixel export): "

@@ -9,6 +9,7 @@ else are the class indices.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,18 @@ def _class_names(path: Path, num_classes: int, card: dict | None = None):
         if len(names) == num_classes:
             return names, str(card_file)
     return [str(i) for i in range(num_classes)], None
+
+
+def load_keras_model(path: Path):
+    """The model in a ``.keras`` file, uncompiled; an unreadable file (truncated, not a
+    Keras archive) is a ``ModelFileError`` naming it."""
+    from tfclf.keras import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: cannot load this .keras file ({first})") from None
 
 
 class Classifier:
@@ -106,13 +119,8 @@ class KerasClassifier(Classifier):
 
     def __init__(self, path: Path):
         from tfclf.export.deploy import trained_part
-        from tfclf.keras import keras
 
-        try:
-            self.model = keras.models.load_model(path, compile=False)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelFileError(f"{path}: cannot load this .keras file ({first})") from None
+        self.model = load_keras_model(path)
         if trained_part(self.model) is self.model:
             raise ModelFileError(
                 f"{path} takes normalised images (exported before raw-pixel models): "

@@ -426,6 +426,22 @@ def cli(module, *args, timeout=300):
     )
 
 
+def test_grayscale_files_are_widened_for_a_colour_model_and_not_the_reverse(tmp_path):
+    from PIL import Image
+
+    from tfclf.inference import ImageError, load_images
+
+    gray, rgb = tmp_path / "gray.png", tmp_path / "rgb.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(gray)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(rgb)
+    pixels, kept, skipped = load_images([(gray, None), (rgb, None)], (8, 8, 3))
+    assert pixels.shape == (2, 8, 8, 3) and not skipped
+    assert (pixels[0] == np.arange(64).reshape(8, 8, 1)).all()  # the gray values, thrice
+    with pytest.raises(ImageError, match="rgb.png has 3 channel.* pass --convert_channels"):
+        load_images([(rgb, None)], (8, 8, 1))
+    assert load_images([(rgb, None)], (8, 8, 1), convert_channels=True)[0].shape == (1, 8, 8, 1)
+
+
 def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_path):
     from PIL import Image
 

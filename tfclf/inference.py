@@ -64,7 +64,9 @@ def load_images(
     convert_channels: bool = False,
 ) -> tuple[np.ndarray, list, list]:
     """uint8 NHWC pixels resized to ``input_shape``, the (path, label) kept, and the
-    (path, reason) skipped."""
+    (path, reason) skipped. A grayscale file for a colour model is widened, as training
+    widens a folder's grayscale files among colour ones; a colour file for a grayscale
+    model (often the wrong model) needs ``convert_channels``."""
     h, w, c = input_shape
     pixels, kept, skipped = [], [], []
     for path, label in items:
@@ -72,7 +74,7 @@ def load_images(
             skipped.append((path, f"not an image extension ({', '.join(IMAGE_EXTENSIONS)})"))
             continue
         have = image_channels(path)
-        if have is not None and have != c and not convert_channels:
+        if have is not None and have > c and not convert_channels:
             raise ImageError(
                 f"{path} has {have} channel(s) but the model takes {c}: pass "
                 "--convert_channels to convert it"

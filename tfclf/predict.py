@@ -17,7 +17,9 @@ from tfclf import cli
 flags.DEFINE_string("model", None, "Model file: .tflite, .keras or a SavedModel directory.")
 flags.DEFINE_integer("top_k", 3, "Classes printed per image.")
 flags.DEFINE_bool(
-    "convert_channels", False, "Convert images to the model's channel count (gray <-> RGB)."
+    "convert_channels",
+    False,
+    "Convert colour images for a grayscale model (grayscale ones are widened for RGB models).",
 )
 flags.DEFINE_integer("max_print", 50, "Print at most this many per-image lines.")
 FLAGS = flags.FLAGS

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tfclf.system import bf16_problem, cpu_has_native_bf16, cpu_isa_name, resolve_precision
+from tfclf.system import cpu_has_native_bf16, cpu_isa_name, precision_problem, resolve_precision
 
 PROBE = (
     "import os, tfclf, sys; "
@@ -127,19 +127,26 @@ def test_bfloat16_that_cannot_run_is_refused_and_emulated_bfloat16_is_warned():
     fail to build (an abort or a graph error mid-run: measured with ONEDNN_MAX_CPU_ISA=AVX2):
     refused up front. Without native bf16 it runs emulated, 4-8x slower: a warning."""
     cap = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
-    kind, why = bf16_problem("mixed_bfloat16", AVX512_BF16, env=cap)
+    kind, why = precision_problem("mixed_bfloat16", AVX512_BF16, env=cap)
     assert kind == "error" and "ONEDNN_MAX_CPU_ISA=avx2" in why and "--precision=float32" in why
     assert (
-        bf16_problem("mixed_bfloat16", AVX512_BF16, env={"ONEDNN_MAX_CPU_ISA": "avx2_vnni_2"})[0]
+        precision_problem("mixed_bfloat16", AVX512_BF16, env={"ONEDNN_MAX_CPU_ISA": "avx2_vnni_2"})[
+            0
+        ]
         == "error"
     )
     # oneDNN emulates bf16 on AVX-512 (4x slower than float32, measured): it runs
     core = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
-    assert bf16_problem("mixed_bfloat16", AVX512_BF16, env=core)[0] == "warning"
-    assert bf16_problem("mixed_bfloat16", AVX2, env={})[0] == "warning"
-    assert bf16_problem("mixed_bfloat16", AVX2, env=cap)[0] == "warning"  # TF sends bf16 to Eigen
-    assert bf16_problem("mixed_bfloat16", AVX512_BF16, env={}) is None
+    assert precision_problem("mixed_bfloat16", AVX512_BF16, env=core)[0] == "warning"
+    assert precision_problem("mixed_bfloat16", AVX2, env={})[0] == "warning"
     assert (
-        bf16_problem("mixed_bfloat16", AMX, env={"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"}) is None
+        precision_problem("mixed_bfloat16", AVX2, env=cap)[0] == "warning"
+    )  # TF sends bf16 to Eigen
+    assert precision_problem("mixed_bfloat16", AVX512_BF16, env={}) is None
+    assert (
+        precision_problem("mixed_bfloat16", AMX, env={"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"})
+        is None
     )
-    assert bf16_problem("float32", AVX512_BF16, env=cap) is None
+    assert precision_problem("float32", AVX512_BF16, env=cap) is None
+    kind, why = precision_problem("mixed_float16", AMX, env={})  # float16 on a CPU
+    assert kind == "warning" and "about 90x slower than float32" in why

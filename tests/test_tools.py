@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfclf.system import bf16_problem
+from tfclf.system import precision_problem
 
 ROOT = Path(__file__).parent.parent
 
@@ -47,7 +47,7 @@ def test_plotting_tools_write_a_png(tool, args, tmp_path):
 def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
     # bfloat16 runs everywhere (emulated without native support) except under a oneDNN ISA
     # cap below bf16 on a bf16 CPU, where the tool refuses it (tested in test_system)
-    bf16_runs = (bf16_problem("mixed_bfloat16") or ("",))[0] != "error"
+    bf16_runs = (precision_problem("mixed_bfloat16") or ("",))[0] != "error"
     policies = ("float32", "mixed_bfloat16") if bf16_runs else ("float32",)
     out = run_tool(
         "bench_train.py",

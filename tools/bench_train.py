@@ -137,11 +137,11 @@ def main(_):
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op)
     if FLAGS.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op)
-    from tfclf.system import bf16_problem, describe_kernels
+    from tfclf.system import describe_kernels, precision_problem
 
     print(describe_kernels())
     for policy in FLAGS.precision:
-        if problem := bf16_problem(policy):
+        if problem := precision_problem(policy):
             if problem[0] == "error":
                 sys.exit(f"error: {problem[1]}")
             print(f"warning: {problem[1]}")

@@ -31,7 +31,7 @@ from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.models.summary import human, model_stats
-from tfclf.system import bf16_problem, describe_kernels, make_strategy, resolve_precision
+from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
 from tfclf.training.phases import Phase, PhaseContext
 from tfclf.training.schedules import make_schedule
@@ -217,7 +217,7 @@ class Trainer:
         the first stage's model is measured first, as tiny models train faster in float32."""
         cfg = self.cfg
         precision = resolve_precision(cfg.precision)
-        if problem := bf16_problem(precision):
+        if problem := precision_problem(precision):
             kind, why = problem
             if kind == "error":
                 raise UsageError(why)

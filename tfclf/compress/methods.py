@@ -286,7 +286,7 @@ class WeightsBeforeReLU(quantization.QuantizeScheme, quantization.QuantizeLayout
     def apply(self, model, layer_quantize_map):
         model, layer_map = self.scheme.get_layout_transformer().apply(model, layer_quantize_map)
         registry = self.scheme.get_quantize_registry()
-        for layer in model.layers:
+        for layer in model.layers:  # no other transform gives a weighted layer a no-op
             meta = layer_map.get(layer.name, {})
             if (
                 isinstance(layer, self.WEIGHTED)

@@ -77,9 +77,8 @@ class TFLiteClassifier(Classifier):
         detail = self.interp.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in detail["shape"][1:])
         out = self.interp.get_output_details()[0]["shape"]
-        self.card = tflite.read_card(path)
         self.path = path
-        self.class_names, self.names_from = _class_names(path, int(out[-1]), self.card)
+        self.class_names, self.names_from = _class_names(path, int(out[-1]), tflite.read_card(path))
 
     def logits(self, pixels):
         from tfclf.export import tflite

@@ -385,11 +385,18 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     )
     for c in summary["candidates"]:
         assert (out / c["file"]).exists() and 0 < c["accuracy"] <= 1
+        card = tflite.read_card(out / c["file"])  # every file names its classes itself
+        assert card["classes"] == [str(i) for i in range(10)], c["file"]
+        assert card["input"]["dtype"] == c["io"]["input"]["dtype"], c["file"]
     assert summary["budget"]["picked"] in names
     assert (out / "size_accuracy.png").stat().st_size > 1000
     text = (out / "summary.md").read_text()
     assert (
-        "prune 0.8" in text and "int8, sparse" in text and "slim 0.3: " in text and "MMACs" in text
+        "prune 0.8" in text
+        and "int8, sparse" in text
+        and "slim 0.3: " in text
+        and "MMACs" in text
+        and "names its 10 classes in its `tfclf_model_card` metadata" in text
     )
     assert re.search(
         r"\nprune 0\.8: 3 layers pruned to sparsity 0\.[78]\d-0\.[78]\d; "

@@ -459,7 +459,9 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         f"Input {summary['input_shape']} raw pixels; validation split "
         f"{summary['splits']['val']} images. Accuracy and agreement (top-1 with the float "
         "Keras model of the same method) are measured on each file with the LiteRT "
-        "interpreter; latency is the median of single-threaded batch-1 runs on this machine."
+        "interpreter; latency is the median of single-threaded batch-1 runs on this machine. "
+        f"Each file names its {len(summary['classes'])} classes in its `{tflite.CARD_METADATA}` "
+        "metadata (also in labels.txt here)."
         + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor."),
         "",
         *rows,

@@ -2,10 +2,12 @@
 files, pruning and clustering through the training loop, the budget pick, the compress and
 predict CLIs and their one-line errors."""
 
+import io
 import json
 import re
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -165,11 +167,12 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
         and "= raw pixel value" in embedded["input"]["meaning"]
     )
     assert embedded["normalization_inside"] == card["normalization_inside"]
-    # the card changes no output and costs its own bytes only
+    # the card changes no output; with TFLite Support's metadata and the zipped labels
+    # (below) it costs about 1.3 KB
     np.testing.assert_array_equal(
         *(tflite.predict(tflite.interpreter(b), x) for b in (plain, carded))
     )
-    assert 0 < len(carded) - len(plain) < len(json.dumps(card)) + 64
+    assert 0 < len(carded) - len(plain) < 2048
     # alone in a folder, or beside another model's labels.txt: the file's own names win
     lone = tmp_path / "lone" / "model.tflite"
     lone.parent.mkdir()
@@ -187,6 +190,18 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     assert entries.count(tflite.CARD_METADATA.encode()) == 1, entries
     float_card = tflite.read_card(tflite.convert(deploy, "float32", card=card))
     assert float_card["input"]["dtype"] == "float32"
+    # TFLite Support's metadata too (what MediaPipe Tasks and Android's tools read): its
+    # flatbuffer, and the labels as an associated file in a zip appended to the model
+    for blob in (carded, again):
+        support = tflite._metadata(blob, tflite.SUPPORT_METADATA)
+        assert support[4:8] == b"M001" and b"labels.txt" in support and b"pixels" in support
+        archive = zipfile.ZipFile(io.BytesIO(blob))
+        assert archive.namelist() == ["labels.txt"]
+    assert zipfile.ZipFile(io.BytesIO(carded)).read("labels.txt").decode().splitlines() == names
+    assert zipfile.ZipFile(io.BytesIO(again)).read("labels.txt").decode().splitlines() == list(
+        "abcdefghij"
+    )
+    assert entries.count(tflite.SUPPORT_METADATA.encode()) == 1, entries
 
 
 def test_sparse_encoding_shrinks_a_pruned_file_and_keeps_its_outputs(run, val_pixels):

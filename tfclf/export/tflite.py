@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import json
 import re
 import struct
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ from tfclf.keras import keras
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("uint8", "int8")
 CARD_METADATA = "tfclf_model_card"
+SUPPORT_METADATA = "TFLITE_METADATA"  # TFLite Support's entry (support_metadata)
 INPUT_NOTES = {
     "float32": "float32 input = raw pixel value 0-255",
     "uint8": "uint8 input = raw pixel value",
@@ -164,16 +167,96 @@ def _rewrite(blob: bytes, *, strip: bool, card: dict | None) -> bytes:
             for i, tensor in enumerate(graph.tensors):
                 if i not in keep:
                     tensor.name = None
-    if card is not None:
-        entry = next((m for m in model.metadata or [] if m.name == CARD_METADATA.encode()), None)
+    if card is None:
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    for name, data in (
+        (CARD_METADATA, json.dumps(card, separators=(",", ":")).encode()),
+        (SUPPORT_METADATA, support_metadata(card)),
+    ):
+        entry = next((m for m in model.metadata or [] if m.name == name.encode()), None)
         if entry is None:
             entry = schema.MetadataT()
-            entry.name, entry.buffer = CARD_METADATA, len(model.buffers)
+            entry.name, entry.buffer = name, len(model.buffers)
             model.buffers.append(schema.BufferT())
             model.metadata = [*(model.metadata or []), entry]
-        text = json.dumps(card, separators=(",", ":")).encode()
-        model.buffers[entry.buffer].data = np.frombuffer(text, np.uint8)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        model.buffers[entry.buffer].data = np.frombuffer(data, np.uint8)
+    out = io.BytesIO(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    with zipfile.ZipFile(out, "a") as archive:  # TFLite Support's associated files
+        archive.writestr("labels.txt", "".join(f"{c}\n" for c in card["classes"]))
+    return out.getvalue()
+
+
+def _tables(b, tables: list[int]) -> int:
+    """A flatbuffer vector of the table offsets ``tables``."""
+    b.StartVector(4, len(tables), 4)
+    for offset in reversed(tables):
+        b.PrependUOffsetTRelative(offset)
+    return b.EndVector()
+
+
+def _table(b, fields: dict) -> int:
+    """A table from ``{slot: offset}`` (other fields given as ``{slot: ("byte", value)}``)."""
+    b.StartObject(max(fields) + 1)
+    for slot, value in fields.items():
+        if isinstance(value, tuple):
+            b.PrependUint8Slot(slot, value[1], 0)
+        else:
+            b.PrependUOffsetTRelativeSlot(slot, value, 0)
+    return b.EndObject()
+
+
+def support_metadata(card: dict) -> bytes:
+    """TFLite Support's ``ModelMetadata`` flatbuffer (``metadata_schema.fbs``, file
+    identifier ``M001``) for an image classifier described by ``card``: the input as an
+    RGB or grayscale image of values 0-255 whose normalisation is inside the graph (mean
+    0, std 1), the output's class names in an associated ``labels.txt``. Written with the
+    flatbuffers builder, field by field: the schema's Python writers (``tflite-support``,
+    MediaPipe) do not install beside TensorFlow 2.21 (BUILD_NOTES)."""
+    import flatbuffers
+
+    image_props, normalization, axis_labels = 2, 1, 2  # the schema's enum values
+    channels = card["input"]["shape"][-1]
+    b = flatbuffers.Builder(1024)
+    strings = {
+        k: b.CreateString(v)
+        for k, v in {
+            "model": card["model"],
+            "about": "Image classifier trained with tfclf: raw pixels in, logits out.",
+            "input": "pixels",
+            "input_about": card["input"]["meaning"],
+            "output": "logits",
+            "output_about": card["output"]["meaning"],
+            "labels": "labels.txt",
+            "parser": "1.0.0",  # the oldest metadata parser that reads these fields
+        }.items()
+    }
+    floats = {
+        k: b.CreateNumpyVector(np.array(v, np.float32))
+        for k, v in {"mean": [0.0], "std": [1.0], "max": [255.0], "min": [0.0]}.items()
+    }
+    color = _table(b, {0: ("byte", 1 if channels == 3 else 2)})  # RGB or GRAYSCALE
+    content = _table(b, {0: ("byte", image_props), 1: color})
+    norm = _table(b, {0: floats["mean"], 1: floats["std"]})
+    unit = _table(b, {0: ("byte", normalization), 1: norm})
+    stats = _table(b, {0: floats["max"], 1: floats["min"]})
+    image = _table(
+        b,
+        {
+            0: strings["input"],
+            1: strings["input_about"],
+            3: content,
+            4: _tables(b, [unit]),
+            5: stats,
+        },
+    )
+    labels = _table(b, {0: strings["labels"], 2: ("byte", axis_labels)})
+    logits = _table(b, {0: strings["output"], 1: strings["output_about"], 6: _tables(b, [labels])})
+    graph = _table(b, {2: _tables(b, [image]), 3: _tables(b, [logits])})
+    root = _table(
+        b, {0: strings["model"], 1: strings["about"], 3: _tables(b, [graph]), 7: strings["parser"]}
+    )
+    b.Finish(root, b"M001")
+    return bytes(b.Output())
 
 
 def strip_names(blob: bytes) -> bytes:
@@ -181,21 +264,30 @@ def strip_names(blob: bytes) -> bytes:
     return _rewrite(blob, strip=True, card=None)
 
 
-def read_card(model: bytes | str | Path) -> dict | None:
-    """The model card written into a ``.tflite`` file by ``convert``, or None (a file from
-    elsewhere, or one written before session 17)."""
+def _metadata(blob: bytes, name: str) -> bytes | None:
+    """The bytes of the ``.tflite`` file's metadata entry ``name``, or None."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    blob = model if isinstance(model, bytes) else Path(model).read_bytes()
     try:
         root = schema.Model.GetRootAs(blob, 0)
         for i in range(root.MetadataLength()):
             entry = root.Metadata(i)
-            if entry.Name() == CARD_METADATA.encode():
-                return json.loads(root.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
-    except (struct.error, IndexError, ValueError, TypeError, AttributeError):
-        return None  # not a flatbuffer or not a card: the interpreter reports such a file
+            if entry.Name() == name.encode():
+                return root.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    except (struct.error, IndexError, TypeError, AttributeError):
+        pass  # not a flatbuffer: the interpreter reports such a file
     return None
+
+
+def read_card(model: bytes | str | Path) -> dict | None:
+    """The model card written into a ``.tflite`` file by ``convert``, or None (a file from
+    elsewhere, or one written before session 17)."""
+    blob = model if isinstance(model, bytes) else Path(model).read_bytes()
+    data = _metadata(blob, CARD_METADATA)
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None
 
 
 def sparse_weights(blob: bytes) -> int:

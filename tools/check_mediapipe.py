@@ -1,0 +1,73 @@
+"""Runs a tfclf ``.tflite`` file in MediaPipe Tasks' ``ImageClassifier``, the on-device
+runtime Android and iOS apps call, on a labelled folder (one sub-folder per class), with the
+class names read from the file's own TFLite Support metadata. It prints what MediaPipe
+reads from the metadata and its top-1 accuracy:
+
+    python3.11 -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==1.2.3 pillow
+    /tmp/mp/bin/python tools/check_mediapipe.py runs/photos/compress/trained_int8.tflite PHOTOS/
+
+MediaPipe runs in its own environment: it needs absl-py 2, and TF-MOT 0.8.1 (so tfclf)
+pins absl-py 1. This script imports neither tfclf nor TensorFlow. MediaPipe's classifier
+takes RGB models only (it refuses a 1-channel input tensor), and it reports the file's
+outputs, logits for tfclf files, as "scores": their order is the classes', they are not
+probabilities.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def main(model: str, folder: str) -> int:
+    import mediapipe as mp
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as meta
+    from mediapipe.tasks.metadata import schema_py_generated as schema
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    blob = Path(model).read_bytes()
+    root = schema.Model.GetRootAs(blob, 0)
+    entries = {
+        root.Metadata(i).Name(): root.Metadata(i).Buffer() for i in range(root.MetadataLength())
+    }
+    if b"TFLITE_METADATA" not in entries:
+        sys.exit(
+            f"error: {model} has no TFLITE_METADATA (written by tfclf.compress since session 17)"
+        )
+    data = root.Buffers(entries[b"TFLITE_METADATA"]).DataAsNumpy().tobytes()
+    info = meta.ModelMetadataT.InitFromObj(meta.ModelMetadata.GetRootAs(data, 0))
+    image = info.subgraphMetadata[0].inputTensorMetadata[0]
+    norm = image.processUnits[0].options
+    labels = info.subgraphMetadata[0].outputTensorMetadata[0].associatedFiles[0]
+    print(
+        f"metadata: model {info.name.decode()}, input {image.name.decode()} (colour space "
+        f"{image.content.contentProperties.colorSpace}, mean {norm.mean.tolist()}, std "
+        f"{norm.std.tolist()}), labels in {labels.name.decode()}"
+    )
+    if image.content.contentProperties.colorSpace == meta.ColorSpaceType.GRAYSCALE:
+        sys.exit(f"error: {model} takes grayscale images; MediaPipe's classifier takes RGB only")
+    options = vision.ImageClassifierOptions(
+        base_options=BaseOptions(model_asset_path=model), max_results=1
+    )
+    classifier = vision.ImageClassifier.create_from_options(options)
+    right = total = 0
+    for class_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in EXTENSIONS):
+            pixels = np.asarray(Image.open(path).convert("RGB"))
+            result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels))
+            right += result.classifications[0].categories[0].category_name == class_dir.name
+            total += 1
+    classifier.close()
+    if not total:
+        sys.exit(f"error: no images in class sub-folders of {folder}")
+    print(f"MediaPipe ImageClassifier: top-1 {right / total:.4f} on {total} images ({model})")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    sys.exit(main(*sys.argv[1:]))

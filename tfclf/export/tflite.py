@@ -8,10 +8,12 @@ per sample, PITFALLS tf#47027) gets one extra sample holding a 0 and a 255 so th
 input's calibrated range is exactly 0-255 whatever the images' own extremes; the scale and
 zero point actually written are read back from the file into its model card.
 
-Each file carries its model card (``card``): class names in output order, the input it
-takes and the normalisation inside, as JSON in a flatbuffer metadata entry named
-``tfclf_model_card`` (``read_card``), so a file copied on its own still names its classes.
-LiteRT ignores the entry; it is not TFLite Support's ``TFLITE_METADATA`` (BUILD_NOTES).
+Each file names its classes itself, so a file copied on its own still does: its model card
+(``card``: class names in output order, the input it takes, the normalisation inside) as
+JSON in a flatbuffer metadata entry named ``tfclf_model_card`` (``read_card``), and TFLite
+Support's ``TFLITE_METADATA`` with ``labels.txt`` zipped onto the file
+(``support_metadata``), which MediaPipe Tasks and Android's TFLite tools read. LiteRT
+ignores both.
 
 Verification (``verify``) runs the ``.tflite`` bytes with ``ai_edge_litert`` on real
 images: accuracy, top-1 agreement with the float Keras model, file and gzip size, and
@@ -107,7 +109,8 @@ def convert(
     expanded once at load time by a ``DENSIFY`` op (``sparse_weights`` counts them): the
     only way pruning shrinks the file itself rather than its gzip. LiteRT and its XNNPACK
     delegate run such files with dense-speed kernels; TFLite Micro has no ``DENSIFY``.
-    ``card`` (``deploy.model_card``) is written into the file with its input's dtype.
+    ``card`` (``deploy.model_card``) is written into the file with its input's dtype, with
+    TFLite Support's metadata and labels.
     """
     if mode not in MODES:
         raise ValueError(f"TFLite mode {mode!r} is not one of {', '.join(MODES)}")
@@ -146,7 +149,8 @@ def convert(
 
 def _rewrite(blob: bytes, *, strip: bool, card: dict | None) -> bytes:
     """The ``.tflite`` bytes with the inner tensors' names removed (``strip``) and ``card``
-    as the ``tfclf_model_card`` metadata entry (replacing an earlier one).
+    as the ``tfclf_model_card`` and ``TFLITE_METADATA`` entries with ``labels.txt`` zipped
+    onto the end (replacing earlier ones).
 
     The converter names every tensor after the Keras ops fused into it, often several
     hundred bytes each: 20 KB of the quick start's 340 KB int8 file, bytes a phone loads

@@ -215,7 +215,13 @@ def support_metadata(card: dict) -> bytes:
     RGB or grayscale image of values 0-255 whose normalisation is inside the graph (mean
     0, std 1), the output's class names in an associated ``labels.txt``. Written with the
     flatbuffers builder, field by field: the schema's Python writers (``tflite-support``,
-    MediaPipe) do not install beside TensorFlow 2.21 (BUILD_NOTES)."""
+    MediaPipe) do not install beside TensorFlow 2.21 (BUILD_NOTES). A field's slot is its
+    position in its table in the schema, a union taking two (its type, then its value):
+    TensorMetadata (name 0, description 1, content 3, process_units 4, stats 5,
+    associated_files 6), Content (content_properties 0-1), ProcessUnit (options 0-1),
+    SubGraphMetadata (input 2, output 3 tensor metadata), ModelMetadata (name 0,
+    description 1, subgraph_metadata 3, min_parser_version 7). Checked with MediaPipe's
+    generated reader and its ImageClassifier (``tools/check_mediapipe.py``)."""
     import flatbuffers
 
     image_props, normalization, axis_labels = 2, 1, 2  # the schema's enum values

@@ -448,6 +448,26 @@ def cli(module, *args, timeout=300):
     )
 
 
+def test_rgb_input_files_of_a_grayscale_model_give_its_logits_on_rgb_copies(run, tmp_path):
+    from tfclf.export.deploy import rgb_input
+
+    run_dir, cfg, _ = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+    x = np.random.default_rng(0).integers(0, 256, (8, *deploy.input_shape[1:])).astype("float32")
+    rgb = rgb_input(deploy)
+    np.testing.assert_allclose(
+        rgb.predict(np.repeat(x, 3, -1), verbose=0), deploy.predict(x, verbose=0), atol=1e-3
+    )
+    with pytest.raises(ValueError, match="already takes 3 channels"):
+        rgb_input(rgb)
+    opts = CompressOptions(modes=("int8",), rgb_input=True, latency_runs=1, out=str(tmp_path))
+    (file,) = compress_run(run_dir, opts, cfg)["candidates"]
+    assert file["io"]["input"]["shape"][-1] == 3 and file["io"]["input"]["dtype"] == "uint8"
+    assert file["agreement"] >= 0.99  # the RGB file agrees with the gray Keras model
+    card = tflite.read_card(tmp_path / file["file"])
+    assert card["input"]["shape"] == [1, 28, 28, 3] and "0.299 R" in card["input"]["to_gray"]
+
+
 def test_grayscale_files_are_widened_for_a_colour_model_and_not_the_reverse(tmp_path):
     from PIL import Image
 

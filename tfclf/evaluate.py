@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from absl import flags
 
 from tfclf import cli
@@ -93,12 +94,14 @@ def score_file(run: Path, model: str, split_name: str) -> int:
             f"(from {clf.names_from}); the run's are {_listed(names)}"
         )
     h, w, c = clf.input_shape
-    if h != w or c != split.images.shape[-1]:
+    have = split.images.shape[-1]
+    if h != w or c not in (have, 3):  # gray images widen for an RGB file (--rgb_input)
         raise cli.UsageError(
             f"--file: {model} takes {h}x{w}x{c} images; the run's are "
             f"{'x'.join(map(str, split.images.shape[1:]))}"
         )
     pixels = resize_images(split.images, h).numpy()
+    pixels = np.repeat(pixels, c // have, -1)
     top1 = float((clf.logits(pixels).argmax(-1) == split.labels).mean())
     print(f"{split_name}: top-1 {top1:.4f} on {len(split)} images ({clf.kind} {model})")
     return 0

@@ -44,6 +44,12 @@ flags.DEFINE_bool(
     "not): pruning then shrinks the file, not only its gzip. --nosparse keeps files dense.",
 )
 flags.DEFINE_integer("num_calibration", 200, "Training images for int8 calibration.")
+flags.DEFINE_bool(
+    "rgb_input",
+    False,
+    "For a grayscale model: files that take RGB pixels and convert them to gray inside "
+    "(what cameras give and MediaPipe Tasks' classifier requires).",
+)
 flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (a sweep).")
 flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
 flags.DEFINE_bool("prune_ends", False, "Also prune the stem convolution and the classifier.")
@@ -119,6 +125,7 @@ def main(argv):
         max_tflite_kb=FLAGS.max_tflite_kb,
         latency_runs=FLAGS.latency_runs,
         out=FLAGS.out,
+        rgb_input=FLAGS.rgb_input,
     )
     try:
         opts.validate()

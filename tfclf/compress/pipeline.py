@@ -14,6 +14,7 @@ non-zero parameters, gzip size and accuracy per method.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -30,7 +31,14 @@ from tfclf.config import ScheduleConfig, Stage, TrainConfig
 from tfclf.data import Normalizer, prepare_data
 from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.export import tflite
-from tfclf.export.deploy import deployable, model_card, trained_part, write_labels
+from tfclf.export.deploy import (
+    GRAY_WEIGHTS,
+    deployable,
+    model_card,
+    rgb_input,
+    trained_part,
+    write_labels,
+)
 from tfclf.export.load import load_keras_model
 from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
@@ -38,6 +46,9 @@ from tfclf.models.summary import model_stats
 
 SPARSE_MAX_NONZERO = 0.9  # try sparse encoding when at most this fraction of weights is non-zero
 DENSE_BELOW = 0.05  # a layer with fewer zeros than this counts as not pruned in the summary
+
+
+RGB_NOTE = "gray = {} R + {} G + {} B inside (ITU-R 601-2 luma)".format(*GRAY_WEIGHTS)
 
 
 class CompressError(UsageError):
@@ -66,6 +77,7 @@ class CompressOptions:
     max_tflite_kb: float | None = None
     latency_runs: int = 50
     out: str | None = None  # default RUN/compress
+    rgb_input: bool = False  # files of a grayscale model take RGB (converted inside)
 
     def validate(self) -> None:
         for s in self.prune:
@@ -213,6 +225,13 @@ class _Data:
         pick = rng.choice(len(data.train), min(num_calibration, len(data.train)), replace=False)
         self.calibration = resize_images(data.train.images[np.sort(pick)], size).numpy()
 
+    def as_rgb(self) -> _Data:
+        """The same images as RGB copies of their gray values (for ``rgb_input`` files)."""
+        rgb = copy.copy(self)
+        rgb.arrays = {k: (np.repeat(x, 3, -1), y) for k, (x, y) in self.arrays.items()}
+        rgb.calibration = np.repeat(self.calibration, 3, -1)
+        return rgb
+
 
 def _keras_logits(model: keras.Model, arrays) -> dict[str, np.ndarray]:
     return {k: model.predict(array_batches(x), verbose=0) for k, (x, _) in arrays.items()}
@@ -233,6 +252,10 @@ def _export(
     logits = _keras_logits(deploy, data.arrays)
     keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
     net = trained_part(deploy)
+    card = model_card(deploy, data.class_names, data.norm)
+    if opts.rgb_input:  # the files take RGB copies of the images and give the same logits
+        deploy, data = rgb_input(deploy), data.as_rgb()
+        card["input"] |= {"shape": [*card["input"]["shape"][:3], 3], "to_gray": RGB_NOTE}
     from tfclf.compress.methods import deployed_weights
 
     weights = deployed_weights(net)
@@ -252,7 +275,7 @@ def _export(
             keep_names=opts.keep_names,
             num_calibration=opts.num_calibration,
             quantized=quantized,
-            card=model_card(deploy, data.class_names, data.norm),
+            card=card,
         )
         blob = convert()
         if opts.sparse and nonzero < SPARSE_MAX_NONZERO * params:
@@ -334,6 +357,11 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             "rerun python -m tfclf.train with the same flags to re-export it"
         )
     size = deploy.input_shape[1]
+    if opts.rgb_input and deploy.input_shape[-1] != 1:
+        raise CompressError(
+            f"--rgb_input is for grayscale models; {model_path} takes "
+            f"{deploy.input_shape[-1]} channels already"
+        )
     data = _Data(cfg, size, opts.num_calibration)
     start = time.perf_counter()
     net = trained_part(deploy)
@@ -419,6 +447,7 @@ def _summary(candidates, opts, data, deploy, seconds) -> dict:
         "splits": {k: len(v) for k, v in data.splits.items()},
         "seconds": round(seconds, 1),
         "per_channel": opts.per_channel,
+        "rgb_input": opts.rgb_input,
         "candidates": [dataclasses.asdict(c) for c in candidates],
     }
     if "float32" in base:
@@ -462,7 +491,8 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         "interpreter; latency is the median of single-threaded batch-1 runs on this machine. "
         f"Each file names its {len(summary['classes'])} classes in its `{tflite.CARD_METADATA}` "
         "metadata (also in labels.txt here)."
-        + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor."),
+        + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor.")
+        + (f" The files take RGB pixels: {RGB_NOTE}." if summary.get("rgb_input") else ""),
         "",
         *rows,
         "",

@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
+
 from tfclf.data import Normalizer
 from tfclf.io import atomic_dir
 from tfclf.keras import keras
@@ -21,6 +23,24 @@ def deployable(model: keras.Model, normalizer: Normalizer) -> keras.Model:
     inputs = keras.Input(model.input_shape[1:], name=INPUT_NAME)
     outputs = model(normalizer.as_layer(NORMALIZE_NAME)(inputs))
     return keras.Model(inputs, outputs, name=f"{model.name}_pixels")
+
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma: what PIL's convert("L") computes
+
+
+def rgb_input(deploy: keras.Model) -> keras.Model:
+    """A 1-channel raw-pixel model behind a fixed 1x1 convolution from RGB to gray (ITU-R
+    601-2 luma, as PIL converts): it takes RGB pixels, which cameras give and MediaPipe
+    Tasks' classifier requires, and on an RGB copy of a gray image returns what ``deploy``
+    returns on the image (the weights sum to 1)."""
+    h, w, c = deploy.input_shape[1:]
+    if c != 1:
+        raise ValueError(f"--rgb_input: the model already takes {c} channels")
+    to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="rgb_to_gray")
+    inputs = keras.Input((h, w, 3), name=INPUT_NAME)
+    outputs = deploy(to_gray(inputs))
+    to_gray.set_weights([np.array(GRAY_WEIGHTS, np.float32).reshape(1, 1, 3, 1)])
+    return keras.Model(inputs, outputs, name=f"{deploy.name}_rgb")
 
 
 def trained_part(model: keras.Model) -> keras.Model:

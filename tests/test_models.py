@@ -81,12 +81,15 @@ ALL_CHECKS = bool(os.environ.get("TFCLF_ALL_MODEL_CHECKS"))
 # configuration, and the preact bottleneck case of test_blocks_train_a_step_and_quantise
 # builds, trains and quantises those blocks with zero-initialised residuals.
 NOT_BUILT = {"resnet1001", "preact_resnet1001"}
-# Twins of a model that gets every check, differing only in a width or the activation: built,
-# name-checked and run forward, but their round trip, step and QAT (12-15 s each here, the
-# suite's slowest models) are the twin's. Kept short for the AVX2 kind's 15-minute CI margin.
+# Twins of a model that gets every check, differing only in a width, a depth or the
+# activation: built, name-checked and run forward, but their round trip, step and QAT (7-15 s
+# each here, among the suite's slowest models) are the twin's. Kept short for the AVX2 kind's
+# 15-minute CI margin.
 CHECKED_AS = {
     "resnext29_2x32d": "resnext29_4x16d",  # cardinality 2 x 32 vs 4 x 16: the same builder
     "report000_resnet": "report000_resnet_leaky",  # ReLU vs LeakyReLU(0.1)
+    "resnet32": "resnet20",  # 5 vs 3 blocks a stage: the same builder (7-8 s each here)
+    "preact_resnet32": "preact_resnet20",
 }
 
 

@@ -83,6 +83,11 @@ CASES = {
         (["--run_dir={run}", "--chain", "--prune=0.5"], "--chain prunes or clusters each slim"),
         (["--run_dir={run}", "--prune_exclude=stage3_*"], "--prune_exclude names layers to keep"),
     ],
+    "tfclf.models.__main__": [
+        (["nope"], "unknown model 'nope'"),
+        (["se_resnet8", "--input_size=0"], "--input_size must be positive, got 0"),
+        (["se_resnet8", "--channels=0"], "--channels must be positive, got 0"),
+    ],
     "tfclf.predict": [
         (["{d}/digit.png"], "--model is required"),
         (["--model={d}/corrupt.tflite", "{d}/digit.png"], "{d}/corrupt.tflite"),

@@ -7,9 +7,10 @@ table; ``--list`` lists every registered model.
 from __future__ import annotations
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from tfclf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("list", False, "List registered models and exit.")
@@ -34,11 +35,13 @@ def main(argv):
     name = argv[1]
     try:
         spec = get_spec(name)
-        size = FLAGS.input_size or spec.default_size
+        size = spec.default_size if FLAGS.input_size is None else FLAGS.input_size
+        for flag, value in (("input_size", size), ("channels", FLAGS.channels)):
+            if value < 1:
+                raise ValueError(f"--{flag} must be positive, got {value}")
         model = create_model(name, (size, size, FLAGS.channels), FLAGS.num_classes)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(str(e)) from None
     stats = model_stats(model)
     print(
         json.dumps(stats.to_dict(), indent=2)
@@ -49,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

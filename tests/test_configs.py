@@ -176,3 +176,19 @@ def test_a_moved_run_is_read_where_it_is_now(tmp_path):
         assert cfg.run_dir == fl.run_dir == str(tmp_path / "new")
     finally:
         fl.unparse_flags()
+
+
+def test_tool_flags_below_one_or_a_bad_augment_are_one_usage_error():
+    fl = flags.FLAGS
+    cli.define_train_flags()
+    try:
+        fl(["prog", "--batch_size=0"])
+        with pytest.raises(cli.UsageError, match="--batch_size must be positive, got 0"):
+            cli.check_tool_flags(positive=("batch_size",))
+        fl.unparse_flags()
+        fl(["prog"])
+        cli.check_tool_flags(positive=("batch_size",), augment="flip_lr|cutmix(0.5)")
+        with pytest.raises(cli.UsageError, match="--augment: unknown augmentation 'blur'"):
+            cli.check_tool_flags(augment="blur(3)")
+    finally:
+        fl.unparse_flags()

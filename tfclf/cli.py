@@ -270,6 +270,20 @@ class _NoUnrestoredValues(std_logging.Filter):
         )
 
 
+def check_tool_flags(positive=(), augment: str | None = None) -> None:
+    """For the tools: each flag named in ``positive`` is at least 1 and ``augment`` parses,
+    or a ``UsageError`` naming the flag (the training CLI checks its own in the config)."""
+    from tfclf.data.augment import parse_augment
+
+    for name in positive:
+        if FLAGS[name].value < 1:
+            raise UsageError(f"--{name} must be positive, got {FLAGS[name].value}")
+    try:
+        parse_augment(augment or "")
+    except ValueError as e:
+        raise UsageError(f"--augment: {e}") from None
+
+
 def quiet_library_info() -> None:
     """Below WARNING, only tfclf's own records reach the log: TensorFlow's and matplotlib's
     INFO records (checkpoint sharding times, SavedModel assets, font cache) would interleave

@@ -10,9 +10,10 @@ change the cost of these ops); ``--source`` measures a real source instead.
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+from tfclf import cli
 
 flags.DEFINE_string("source", None, "Data source; default: random CIFAR-shaped arrays.")
 flags.DEFINE_integer("image_size", None, "Resize to this size.")
@@ -23,6 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+    cli.check_tool_flags(positive=("batch_size", "steps"), augment=FLAGS.augment)
     from tfclf.data import Normalizer, Split, load_source, train_dataset
 
     if FLAGS.source:
@@ -58,4 +60,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -4,9 +4,10 @@
         --augment="random_crop(4)|rotate(15)|cutmix(0.5)" --out=augmented.png
 """
 
-from absl import app, flags
+from absl import flags
 
 import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+from tfclf import cli
 
 flags.DEFINE_string("source", "mnist5k", "Data source (mnist5k, tfds:NAME, folder:PATH, npz:PATH).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
@@ -19,6 +20,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+    cli.check_tool_flags(positive=("num",), augment=FLAGS.augment)
     from tfclf.data import Normalizer, load_source, train_dataset
     from tfclf.plots import image_grid, label_titles
 
@@ -45,4 +47,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -25,9 +25,10 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
+from tfclf import cli
 
 flags.DEFINE_multi_string(
     "model", ["resnet20"], "Registered model, optionally followed by its arguments as a dict."
@@ -131,6 +132,9 @@ class Case:
 
 
 def main(_):
+    cli.check_tool_flags(positive=("size", "channels", "batches", "rounds"))
+    if any(int(b) < 1 for b in FLAGS.batch_size):
+        raise cli.UsageError(f"--batch_size: each must be positive, got {FLAGS.batch_size}")
     import tensorflow as tf
 
     if FLAGS.intra_op:
@@ -173,4 +177,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

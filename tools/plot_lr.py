@@ -26,6 +26,8 @@ def main(_):
         print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
         return 2
     spe = FLAGS.steps_per_epoch
+    if spe is not None and spe < 1:
+        return cli.error(f"--steps_per_epoch must be positive, got {spe}")
     if spe is None:
         from tfclf.data import prepare_data
 

@@ -24,7 +24,9 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from tfclf import cli
 
 flags.DEFINE_string("model", "se_resnet20", "Registered model, optionally with its arguments.")
 flags.DEFINE_integer("size", 28, "Input size.")
@@ -96,6 +98,7 @@ def kind(fields: list[str]) -> str:
 
 
 def main(argv) -> None:
+    cli.check_tool_flags(positive=("size", "channels", "batch_size", "steps", "top"))
     if FLAGS.child:
         return child()
     cmd = [sys.executable, __file__, "--child", *sys.argv[1:]]  # absl strips flags from argv
@@ -146,4 +149,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

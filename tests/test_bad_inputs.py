@@ -5,16 +5,20 @@ Each CLI runs its whole table in one process (``cli_runner.py``), so TensorFlow 
 imported once per CLI rather than once per case.
 """
 
+import fcntl
 import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import dir_hashes
 from PIL import Image
+
+from tfclf.io import atomic_write_text
 
 HERE = Path(__file__).parent
 
@@ -151,39 +155,64 @@ def _make_earlier_run(run: Path, d: Path) -> None:
     (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
 
 
-@pytest.fixture(scope="module")
-def table_results(tmp_path_factory):
-    """Runs every CLI's table (one process per CLI); returns {(module, i): result}."""
-    d = tmp_path_factory.mktemp("bad")
-    _make_bad_files(d)
+def _run_table(module: str, d: Path) -> list[dict]:
+    """One CLI's cases in one process, each on its own copy of the earlier run."""
     template = d / "earlier_run"
-    _make_earlier_run(template, d)
-    results = {}
-    for module, cases in CASES.items():
-        arg_lists, runs = [], []
-        for i, (args, _) in enumerate(cases):
-            run = d / f"run_{module}_{i}"
-            shutil.copytree(template, run)
-            runs.append(run)
-            filled = [a.format(run=run, d=d) for a in args]
-            if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
-                filled.append(f"--run_dir={run}")
-            arg_lists.append(filled)
-        cases_file = d / f"{module}.json"
-        cases_file.write_text(json.dumps(arg_lists))
-        proc = subprocess.run(
-            [sys.executable, str(HERE / "cli_runner.py"), module, str(cases_file)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        assert len(lines) == len(cases), proc.stdout[-2000:]
-        for i, (result, run) in enumerate(zip(lines, runs)):
-            result["run"], result["d"] = run, d
-            result["changed"] = dir_hashes(run) != dir_hashes(template)
-            results[module, i] = result
+    arg_lists, runs = [], []
+    for i, (args, _) in enumerate(CASES[module]):
+        run = d / f"run_{module}_{i}"
+        shutil.copytree(template, run)
+        runs.append(run)
+        filled = [a.format(run=run, d=d) for a in args]
+        if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
+            filled.append(f"--run_dir={run}")
+        arg_lists.append(filled)
+    cases_file = d / f"{module}.json"
+    cases_file.write_text(json.dumps(arg_lists))
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "cli_runner.py"), module, str(cases_file)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(CASES[module]), proc.stdout[-2000:]
+    for result, run in zip(lines, runs):
+        result["run"] = str(run)
+        result["changed"] = dir_hashes(run) != dir_hashes(template)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def table_results(tmp_path_factory, testrun_uid):
+    """Every CLI's table, each run once per test run: pytest-xdist's workers share one
+    directory, and a worker runs whichever table no other worker holds (a lock file each),
+    then reads the others' results; returns {(module, i): result}."""
+    d = tmp_path_factory.getbasetemp().parent / f"bad_inputs_{testrun_uid}"
+    d.mkdir(exist_ok=True)
+    with open(d / "files.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (d / "files.done").exists():
+            _make_bad_files(d)
+            _make_earlier_run(d / "earlier_run", d)
+            (d / "files.done").touch()
+    results, pending = {}, list(CASES)
+    while pending:
+        for module in list(pending):
+            with open(d / f"{module}.lock", "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another worker is running this table
+                done = d / f"{module}.results.json"
+                if not done.exists():
+                    atomic_write_text(json.dumps(_run_table(module, d)), done)
+                for i, result in enumerate(json.loads(done.read_text())):
+                    results[module, i] = result | {"d": d}
+                pending.remove(module)
+        if pending:
+            time.sleep(0.2)
     return results
 
 

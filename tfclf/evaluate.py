@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from absl import flags
 
 from tfclf import cli
@@ -73,6 +72,7 @@ def score_file(run: Path, model: str, split_name: str) -> int:
     """Top-1 of an exported file on the run's split, computed by the file itself."""
     from tfclf.data import prepare_data
     from tfclf.data.pipeline import resize_images
+    from tfclf.data.sources import to_channels
     from tfclf.export.load import ModelFileError, load_classifier
 
     try:
@@ -100,8 +100,7 @@ def score_file(run: Path, model: str, split_name: str) -> int:
             f"--file: {model} takes {h}x{w}x{c} images; the run's are "
             f"{'x'.join(map(str, split.images.shape[1:]))}"
         )
-    pixels = resize_images(split.images, h).numpy()
-    pixels = np.repeat(pixels, c // have, -1)
+    pixels = to_channels(resize_images(split.images, h).numpy(), c)
     top1 = float((clf.logits(pixels).argmax(-1) == split.labels).mean())
     print(f"{split_name}: top-1 {top1:.4f} on {len(split)} images ({clf.kind} {model})")
     return 0

@@ -30,9 +30,9 @@ from tfclf.cli import UsageError
 from tfclf.config import ScheduleConfig, Stage, TrainConfig
 from tfclf.data import Normalizer, prepare_data
 from tfclf.data.pipeline import array_batches, resize_images
+from tfclf.data.sources import GRAY_WEIGHTS, to_channels
 from tfclf.export import tflite
 from tfclf.export.deploy import (
-    GRAY_WEIGHTS,
     deployable,
     model_card,
     rgb_input,
@@ -228,8 +228,8 @@ class _Data:
     def as_rgb(self) -> _Data:
         """The same images as RGB copies of their gray values (for ``rgb_input`` files)."""
         rgb = copy.copy(self)
-        rgb.arrays = {k: (np.repeat(x, 3, -1), y) for k, (x, y) in self.arrays.items()}
-        rgb.calibration = np.repeat(self.calibration, 3, -1)
+        rgb.arrays = {k: (to_channels(x, 3), y) for k, (x, y) in self.arrays.items()}
+        rgb.calibration = to_channels(self.calibration, 3)
         return rgb
 
 
@@ -249,13 +249,13 @@ def _export(
     quantized: bool = False,
     extra: dict | None = None,
 ) -> list[Candidate]:
-    logits = _keras_logits(deploy, data.arrays)
-    keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
     net = trained_part(deploy)
     card = model_card(deploy, data.class_names, data.norm)
-    if opts.rgb_input:  # the files take RGB copies of the images and give the same logits
-        deploy, data = rgb_input(deploy), data.as_rgb()
+    if opts.rgb_input:  # ``data`` holds RGB copies of the images (``_Data.as_rgb``)
+        deploy = rgb_input(deploy)
         card["input"] |= {"shape": [*card["input"]["shape"][:3], 3], "to_gray": RGB_NOTE}
+    logits = _keras_logits(deploy, data.arrays)
+    keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
     from tfclf.compress.methods import deployed_weights
 
     weights = deployed_weights(net)
@@ -363,6 +363,8 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             f"{deploy.input_shape[-1]} channels already"
         )
     data = _Data(cfg, size, opts.num_calibration)
+    if opts.rgb_input:  # the files take RGB: they are verified on RGB copies of the images
+        data = data.as_rgb()
     start = time.perf_counter()
     net = trained_part(deploy)
     from tfclf.compress import methods as m

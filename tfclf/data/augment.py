@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tfclf.data.sources import GRAY_WEIGHTS
+
 AugmentOp = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 _AUGMENTATIONS: dict[str, Callable[..., AugmentOp]] = {}
 _UINT8_OK: set[str] = set()
@@ -132,7 +134,7 @@ def _transform(images, transforms, interpolation="BILINEAR"):
 def _gray(images):
     if images.shape[-1] == 1:
         return images
-    return tf.reduce_sum(images * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
+    return tf.reduce_sum(images * tf.constant(GRAY_WEIGHTS), -1, keepdims=True)
 
 
 def _check_prob(name, p):

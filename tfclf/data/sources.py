@@ -80,13 +80,18 @@ class ImageData:
         return ", ".join(parts)
 
 
-def _to_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma: what PIL's convert("L") computes
+
+
+def to_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
+    """uint8 NHWC ``images`` with ``channels`` channels: gray copied to RGB, RGB to gray by
+    ``GRAY_WEIGHTS``; unchanged when ``channels`` is None or already theirs."""
     if channels is None or images.shape[-1] == channels:
         return images
     if images.shape[-1] == 1 and channels == 3:
         return np.repeat(images, 3, axis=-1)
     if images.shape[-1] == 3 and channels == 1:
-        gray = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        gray = images.astype(np.float32) @ np.array(GRAY_WEIGHTS, np.float32)
         return np.round(gray)[..., None].astype(np.uint8)
     raise DataError(f"cannot convert {images.shape[-1]}-channel images to {channels} channels")
 
@@ -110,7 +115,7 @@ def load_mnist5k(channels: int | None = None) -> ImageData:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     images = table[:, :-1].reshape(-1, 28, 28, 1)
     return ImageData(
-        "mnist5k", [str(d) for d in range(10)], Split(_to_channels(images, channels), table[:, -1])
+        "mnist5k", [str(d) for d in range(10)], Split(to_channels(images, channels), table[:, -1])
     )
 
 
@@ -146,7 +151,7 @@ def load_tfds(
                 batch_size=1024,
             )
             xs, ys = zip(*tfds.as_numpy(ds))
-            arrays[split] = Split(_to_channels(np.concatenate(xs), channels), np.concatenate(ys))
+            arrays[split] = Split(to_channels(np.concatenate(xs), channels), np.concatenate(ys))
     except (AssertionError, FileNotFoundError) as e:
         raise DataError(
             f"TFDS dataset {name!r} is not prepared under {where} ({type(e).__name__}). Prepare "
@@ -226,7 +231,7 @@ def _scan_class_folders(
         if n == 0:
             raise DataError(f"class {cls!r} in {root} has no usable image")
     if channels is None and any(a.shape[-1] == 3 for a in images):
-        images = [_to_channels(a, 3) for a in images]
+        images = [to_channels(a, 3) for a in images]
     if size is None:
         shapes = {a.shape for a in images}
         if len(shapes) > 1:
@@ -272,7 +277,7 @@ def load_folder(
         if channels is None:  # one split all gray, another with colour: colour for all
             width = max(s.images.shape[-1] for s in splits.values())
             for s in splits.values():
-                s.images = _to_channels(s.images, width)
+                s.images = to_channels(s.images, width)
     else:
         classes, splits["train"], all_skipped = _scan_class_folders(
             root, channels, size, workers=workers
@@ -351,7 +356,7 @@ def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageDa
         if xk not in arrays:
             return None
         s = Split(arrays[xk], arrays[yk])
-        s.images = _to_channels(s.images, channels)
+        s.images = to_channels(s.images, channels)
         return s
 
     return ImageData(

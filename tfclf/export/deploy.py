@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tfclf.data import Normalizer
+from tfclf.data.sources import GRAY_WEIGHTS
 from tfclf.io import atomic_dir
 from tfclf.keras import keras
 
@@ -25,12 +26,9 @@ def deployable(model: keras.Model, normalizer: Normalizer) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{model.name}_pixels")
 
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma: what PIL's convert("L") computes
-
-
 def rgb_input(deploy: keras.Model) -> keras.Model:
-    """A 1-channel raw-pixel model behind a fixed 1x1 convolution from RGB to gray (ITU-R
-    601-2 luma, as PIL converts): it takes RGB pixels, which cameras give and MediaPipe
+    """A 1-channel raw-pixel model behind a fixed 1x1 convolution from RGB to gray (the
+    weights the data loader converts colour images with): it takes RGB pixels, which cameras give and MediaPipe
     Tasks' classifier requires, and on an RGB copy of a gray image returns what ``deploy``
     returns on the image (the weights sum to 1)."""
     h, w, c = deploy.input_shape[1:]

@@ -1,5 +1,6 @@
 """Sources, splits, normalisation, balancing and the training stream."""
 
+import struct
 import zlib
 
 import numpy as np
@@ -120,6 +121,76 @@ def test_folder_with_split_subfolders_and_empty_class(tmp_path):
         load_source(f"folder:{bad}", image_size=8)
     with pytest.raises(DataError, match="not found"):
         load_source(f"folder:{tmp_path / 'missing'}")
+
+
+def _png16(path, gray16):
+    """A 16-bit grayscale PNG (Pillow cannot write one)."""
+    h, w = gray16.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in gray16)
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_photos_as_cameras_and_scanners_write_them(tmp_path):
+    """16-bit grayscale PNGs are scaled to 8 bits as TF's own decoder does (Pillow's convert
+    clipped them to white); a phone photo's EXIF orientation is applied; WebP is read; a
+    large JPEG decoded at a reduced DCT scale matches the full decode; the ``__MACOSX``
+    folder and ``._`` files of a zip made on a Mac are not data; predict decodes the same."""
+    from tfclf.data.sources import decode_image
+    from tfclf.inference import load_images
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    gradient = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    _png16(tmp_path / "a" / "deep.png", gradient)
+    ours, problem = decode_image(tmp_path / "a" / "deep.png", None, None)
+    assert problem is None and ours.shape == (16, 16, 1)
+    tfs = tf.io.decode_png((tmp_path / "a" / "deep.png").read_bytes(), dtype=tf.uint8).numpy()
+    np.testing.assert_array_equal(ours, tfs)
+    assert (ours == 255).mean() < 0.01
+
+    # A phone held upright stores a landscape sensor image and orientation 6 (turn 90° clockwise).
+    sensor = np.zeros((40, 60, 3), np.uint8)
+    sensor[:10, :10] = 255  # top-left of the sensor: top-right once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(sensor).save(tmp_path / "b" / "phone.jpg", exif=exif, quality=95)
+    upright, _ = decode_image(tmp_path / "b" / "phone.jpg", 3, None)
+    assert upright.shape == (60, 40, 3)
+    assert upright[:8, -8:].mean() > 200 and upright[:8, :8].mean() < 50
+
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), np.uint8)).save(tmp_path / "b" / "w.webp")
+    (tmp_path / "__MACOSX" / "b").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "b" / "._phone.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (tmp_path / "b" / "._w.webp").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    data = load_source(f"folder:{tmp_path}", image_size=24)
+    assert data.class_names == ["a", "b"] and list(data.train.counts(2)) == [1, 2]
+    assert data.skipped == []
+    assert data.train.images.shape == (3, 24, 24, 3)
+
+    big = tmp_path / "big.jpg"
+    y, x = np.mgrid[:768, :1024]
+    smooth = np.stack([x / 4, y / 3, (x + y) / 7], -1) % 256
+    Image.fromarray(smooth.astype(np.uint8)).save(big, quality=95)
+    drafted, _ = decode_image(big, 3, 48)
+    with Image.open(big) as im:
+        full = np.asarray(im.convert("RGB").resize((48, 48), Image.BILINEAR))
+    assert np.abs(drafted.astype(int) - full).mean() < 2
+    predicted, kept, _ = load_images(
+        [(big, None), (tmp_path / "a" / "deep.png", None)], (48, 48, 3)
+    )
+    np.testing.assert_array_equal(predicted[0], drafted)
+    assert predicted[1].std() > 30  # the gradient, not a white square
 
 
 def test_npz_source(tmp_path):

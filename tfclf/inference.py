@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tfclf.cli import UsageError
-from tfclf.data.sources import IMAGE_EXTENSIONS, decode_image
+from tfclf.data.sources import GRAY_MODES, IMAGE_EXTENSIONS, decode_image, is_hidden
 
 
 class ImageError(UsageError):
@@ -17,7 +17,7 @@ class ImageError(UsageError):
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
 
 
 def collect_images(inputs: list[Path], class_names: list[str]) -> list[tuple[Path, int | None]]:
@@ -30,7 +30,7 @@ def collect_images(inputs: list[Path], class_names: list[str]) -> list[tuple[Pat
         if path.is_file():
             items.append((path, None))
             continue
-        subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not is_hidden(p.name))
         if subdirs:
             unknown = [d.name for d in subdirs if d.name not in class_names]
             if unknown:
@@ -52,7 +52,7 @@ def image_channels(path: Path) -> int | None:
 
     try:
         with Image.open(path) as im:
-            return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+            return 1 if im.mode in GRAY_MODES else 3
     except Exception:
         return None
 
@@ -79,16 +79,10 @@ def load_images(
                 f"{path} has {have} channel(s) but the model takes {c}: pass "
                 "--convert_channels to convert it"
             )
-        image, problem = decode_image(path, c, None)
+        image, problem = decode_image(path, c, (h, w))
         if problem:
             skipped.append((path, problem))
             continue
-        if image.shape[:2] != (h, w):
-            from PIL import Image
-
-            mode = "L" if c == 1 else "RGB"
-            resized = Image.fromarray(image.squeeze(-1) if c == 1 else image, mode)
-            image = np.asarray(resized.resize((w, h), Image.BILINEAR)).reshape(h, w, c)
         pixels.append(image)
         kept.append((path, label))
     return (np.stack(pixels) if pixels else np.zeros((0, h, w, c), np.uint8)), kept, skipped

@@ -356,3 +356,44 @@ def test_a_diverging_loss_is_warned_once_naming_the_lr(
     else:
         assert len(seen) == 1 and seen[0].startswith(f"epoch {warned_at}: training loss"), seen
         assert "lower --lr (this stage's peak is 0.2)" in seen[0]
+
+
+def test_precise_bn_sets_each_trainable_batch_norm_to_its_inputs_statistics():
+    from tfclf.training.callbacks import PreciseBatchNorm
+
+    inp = keras.Input((4, 4, 2))
+    x = layers.Conv2D(3, 1, name="conv1")(inp)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(2, 1, name="conv2")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    out = layers.BatchNormalization(name="frozen")(x)
+    model = keras.Model(inp, out)
+    model.get_layer("frozen").trainable = False
+    images = np.random.default_rng(0).normal(3, 2, (40, 4, 4, 2)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(40))).batch(16)  # 16, 16, 8
+
+    PreciseBatchNorm(model, ds).on_test_begin()
+    for name in ("bn1", "bn2"):
+        # bn2's input depends on bn1 normalising each batch by its own statistics
+        upto = keras.Model(inp, model.get_layer(name).input)
+        x = np.concatenate([upto(b, training=True).numpy() for b in np.split(images, [16, 32])])
+        bn = model.get_layer(name)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), x.mean((0, 1, 2)), rtol=1e-4)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), x.var((0, 1, 2)), rtol=1e-3)
+    frozen = model.get_layer("frozen")
+    assert (frozen.moving_mean.numpy() == 0).all() and (frozen.moving_variance.numpy() == 1).all()
+
+
+@pytest.mark.parametrize("precise_bn", [1024, 0])
+def test_a_run_validates_with_precise_bn_statistics(tmp_path, digits, precise_bn):
+    """With ``--precise_bn`` the stem's batch norm ends the run holding its input's
+    statistics over the training images; the moving average of one epoch does not."""
+    cfg = tiny_config(tmp_path / "run", digits, precise_bn=precise_bn, epochs=1)
+    result = train(cfg)
+    model, data = result.model, result.data
+    bn = next(layer for layer in model.layers if isinstance(layer, layers.BatchNormalization))
+    images = result.normalizer(tf.constant(data.train.images, tf.float32) / 255.0)
+    x = keras.Model(model.inputs, bn.input)(images).numpy()
+    error = np.abs(bn.moving_mean.numpy() - x.mean((0, 1, 2))).max() / x.std()
+    assert (error < 1e-3) == bool(precise_bn), error  # float32 conv noise: ~1e-4

@@ -195,6 +195,11 @@ class TrainConfig:
         choices=VERBOSITY,
     )
     eval_batch_size: int = field(256, "Batch size for validation and the report.")
+    precise_bn: int = field(
+        1024,
+        "Before each validation, set the batch norms' moving statistics from this many "
+        "training images without augmentation (precise BN); 0 keeps the moving averages.",
+    )
     teacher: str | None = field(
         None, "Distil from this teacher: a tfclf run directory, .keras file or SavedModel."
     )
@@ -226,7 +231,10 @@ class TrainConfig:
         check(self.kd_temperature > 0, f"--kd_temperature must be > 0, got {self.kd_temperature}")
         for name in ("batch_size", "eval_batch_size", "steps_per_execution"):
             check(getattr(self, name) > 0, f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("l2", "bn_l1", "weight_decay", "time_budget", "early_stopping", "val_every"):
+        for name in (
+            "l2", "bn_l1", "weight_decay", "time_budget", "early_stopping", "val_every",
+            "precise_bn",
+        ):  # fmt: skip
             check(getattr(self, name) >= 0, f"--{name} must be >= 0, got {getattr(self, name)}")
         check(
             0 <= self.label_smoothing < 1,

@@ -1,5 +1,5 @@
 """Training callbacks: resumable checkpoints, best weights, epoch statistics, time budget,
-divergence warning."""
+divergence warning, precise batch-norm statistics."""
 
 from __future__ import annotations
 
@@ -181,3 +181,67 @@ class TimeBudget(keras.callbacks.Callback):
         if time.time() >= self.deadline:
             self.expired = True
             self.model.stop_training = True
+
+
+def _input_in(net: keras.Model, layer: keras.layers.Layer):
+    """``layer``'s input in ``net``'s graph. A layer can be in two models: the clone that
+    wraps a model's kernels for pruning keeps its other layers, which then have an input in
+    each (``layer.input`` is the first)."""
+    for i in range(len(layer.inbound_nodes)):
+        x = layer.get_input_at(i)
+        if len(layer.inbound_nodes) == 1:
+            return x
+        try:
+            keras.Model(net.inputs, x)
+            return x
+        except ValueError:  # "Graph disconnected": another model's
+            continue
+    raise ValueError(f"layer {layer.name} has no input in model {net.name}")
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before each validation, sets every trainable batch norm's moving mean and variance
+    to the statistics its input has over ``dataset`` (training images without
+    augmentation) in one training-mode pass: "precise BN" (Wu & Johnson 2021; pycls,
+    Detectron2). The moving averages lag the weights by ~1 / (1 - momentum) steps, which is
+    most of a short run: a 120-photo folder trained 22 steps validated at 54 % with them and
+    100 % with these (BUILD_NOTES "Precise batch norm"). Training itself uses batch
+    statistics, so it is unchanged; what is validated, checkpointed and exported is."""
+
+    def __init__(self, net: keras.Model, dataset: tf.data.Dataset):
+        super().__init__()
+        self.bns = [
+            layer
+            for layer in net.layers
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        ]
+        self.dataset = dataset
+        if self.bns:
+            probe = keras.Model(net.inputs, [_input_in(net, bn) for bn in self.bns])
+
+            @tf.function
+            def moments(x):
+                outs = tf.nest.flatten(probe(x, training=True))
+                return [
+                    (tf.reduce_mean(v, axes), tf.reduce_mean(tf.square(v), axes))
+                    for v in (tf.cast(o, tf.float32) for o in outs)
+                    for axes in [list(range(v.shape.rank - 1))]
+                ]
+
+            self.moments = moments
+
+    def on_test_begin(self, logs=None):
+        if not self.bns:
+            return
+        sums, count = None, 0
+        for x, _ in self.dataset:
+            n = int(x.shape[0])
+            batch = [(n * m.numpy().astype(np.float64), n * s.numpy()) for m, s in self.moments(x)]
+            sums = (
+                batch if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, batch)]
+            )
+            count += n
+        for bn, (m, s) in zip(self.bns, sums):
+            mean = m / count
+            bn.moving_mean.assign(mean.astype(np.float32))
+            bn.moving_variance.assign(np.maximum(s / count - mean**2, 0).astype(np.float32))

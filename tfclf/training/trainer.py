@@ -375,6 +375,19 @@ class Trainer:
                 keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
                 checkpoint,
             ]
+            if cfg.precise_bn:
+                bn_images = eval_dataset(
+                    self.data.train.subset(
+                        np.random.default_rng(cfg.seed).permutation(len(self.data.train))[
+                            : cfg.precise_bn
+                        ]
+                    ),
+                    self.data.num_classes,
+                    self.norm,
+                    batch_size=cfg.batch_size,
+                    image_size=stage.size,
+                )
+                callbacks.insert(0, cb.PreciseBatchNorm(self.phase.saved(model), bn_images))
             if stage.schedule.kind == "plateau":
                 callbacks.insert(
                     0,

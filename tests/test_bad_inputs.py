@@ -47,6 +47,7 @@ CASES = {
         (["--model=nope"], "unknown model 'nope'"),
         (["--lr=-1"], "--lr must be positive"),
         (["--bn_l1=-1e-4"], "--bn_l1 must be >= 0"),
+        (["--precise_bn=-1"], "--precise_bn must be >= 0, got -1"),
         (["--steps_per_execution=0"], "--steps_per_execution must be positive, got 0"),
         (["--stage=size=x"], "size='x' is not a int"),
         (["--augment=blur(3)"], "unknown augmentation 'blur'"),

@@ -99,6 +99,10 @@ CASES = {
         (["--model={d}/nowhere.keras", "{d}/digit.png"], "{d}/nowhere.keras"),
         (["--model={d}/corrupt.tflite"], "give one or more images or folders"),
         (["--model={d}/corrupt.tflite", "--top_k=0", "{d}/digit.png"], "--top_k must be >= 1"),
+        (
+            ["--model={d}/corrupt.tflite", "--csv={d}/nowhere/p.csv", "{d}/digit.png"],
+            "--csv: no folder {d}/nowhere to write {d}/nowhere/p.csv in",
+        ),
     ],
 }
 

@@ -495,11 +495,24 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[i].squeeze(-1)).save(d / f"{i}.png")
     (folder / str(labels[0]) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    proc = cli("tfclf.predict", f"--model={run_dir / 'best_model' / 'model.keras'}", str(folder))
+    table = tmp_path / "predictions.csv"
+    model = run_dir / "best_model" / "model.keras"
+    proc = cli("tfclf.predict", f"--model={model}", f"--csv={table}", str(folder))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped" in proc.stdout and "broken.png" in proc.stdout
     acc = float(proc.stdout.split("accuracy ")[1].split()[0])
     assert acc > 0.5
+    import csv
+
+    rows = list(csv.DictReader(table.open()))
+    names = result.data.class_names
+    assert len(rows) == 40 and list(rows[0])[:4] == ["path", "label", "prediction", "probability"]
+    assert sum(r["label"] == r["prediction"] for r in rows) / 40 == pytest.approx(acc)
+    for r in rows:
+        probs = [float(r[c]) for c in names]
+        assert sum(probs) == pytest.approx(1, abs=1e-4)
+        assert r["prediction"] == names[int(np.argmax(probs))]
+        assert r["path"].split("/")[-2] == r["label"]
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
     proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))

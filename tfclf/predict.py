@@ -4,6 +4,8 @@ IMAGE_OR_FOLDER...``.
 ``FILE``: a ``.tflite``, a ``.keras`` or a SavedModel (``RUN/best_model`` works). Prints the
 top-k classes per image with their probabilities; a folder of class subfolders is scored
 and its accuracy printed. Unreadable images are skipped and named, as in training.
+``--csv=FILE`` writes every image's row (path, label, prediction, its probability, then one
+column per class) for a spreadsheet or pandas.
 """
 
 from __future__ import annotations
@@ -22,7 +24,33 @@ flags.DEFINE_bool(
     "Convert colour images for a grayscale model (grayscale ones are widened for RGB models).",
 )
 flags.DEFINE_integer("max_print", 50, "Print at most this many per-image lines.")
+flags.DEFINE_string(
+    "csv", None, "Also write every image's prediction and class probabilities to this CSV file."
+)
 FLAGS = flags.FLAGS
+
+
+def predictions_csv(kept, probs, class_names) -> str:
+    """One row per image: path, true label (empty when unknown), predicted class, its
+    probability, then every class's probability."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "label", "prediction", "probability", *class_names])
+    for (path, label), p in zip(kept, probs):
+        top = int(p.argmax())
+        writer.writerow(
+            [
+                str(path),
+                "" if label is None else class_names[label],
+                class_names[top],
+                f"{p[top]:.6f}",
+                *(f"{v:.6f}" for v in p),
+            ]
+        )
+    return out.getvalue()
 
 
 def main(argv):
@@ -34,6 +62,8 @@ def main(argv):
         raise cli.UsageError("give one or more images or folders after the flags")
     if FLAGS.top_k < 1:
         raise cli.UsageError(f"--top_k must be >= 1, got {FLAGS.top_k}")
+    if FLAGS.csv and not Path(FLAGS.csv).parent.is_dir():
+        raise cli.UsageError(f"--csv: no folder {Path(FLAGS.csv).parent} to write {FLAGS.csv} in")
     from tfclf.export.load import ModelFileError, load_classifier
     from tfclf.inference import ImageError, collect_images, load_images, softmax
 
@@ -64,6 +94,11 @@ def main(argv):
         idx, labels = zip(*labelled)
         acc = float((probs[list(idx)].argmax(-1) == list(labels)).mean())
         print(f"accuracy {acc:.4f} on {len(idx)} labelled images ({clf.kind} {clf.path})")
+    if FLAGS.csv:
+        from tfclf.io import atomic_write_text
+
+        atomic_write_text(predictions_csv(kept, probs, clf.class_names), Path(FLAGS.csv))
+        print(f"{len(kept)} predictions -> {FLAGS.csv}")
     return 0
 
 

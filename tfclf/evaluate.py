@@ -16,6 +16,7 @@ from absl import flags
 from tfclf import cli
 
 cli.define_train_flags()  # --run_dir and the data flags, set from the run's flags.txt
+flags.declare_key_flag("run_dir")  # listed by --help
 flags.DEFINE_enum("split", "val", ["val", "test", "train"], "Split to evaluate.")
 flags.DEFINE_string("out", None, "Report directory (default: RUN_DIR/report or report_SPLIT).")
 flags.DEFINE_string(

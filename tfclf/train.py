@@ -25,6 +25,7 @@ from absl import flags, logging
 from tfclf import cli
 
 cli.define_train_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the training flags, not only --helpfull
 FLAGS = flags.FLAGS
 
 

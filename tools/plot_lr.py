@@ -14,6 +14,7 @@ from absl import app, flags
 from tfclf import cli
 
 cli.define_train_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the schedule flags
 
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: from the data).")
 flags.DEFINE_string("out", "lr_schedule.png", "Output PNG.")

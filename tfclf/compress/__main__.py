@@ -19,6 +19,7 @@ from absl import flags
 from tfclf import cli
 
 cli.define_train_flags()  # --run_dir, and the run's flags read back from its flags.txt
+flags.declare_key_flag("run_dir")  # listed by --help
 flags.DEFINE_list(
     "modes", ["float32", "float16", "dynamic", "int8"], "TFLite modes of the run's model."
 )

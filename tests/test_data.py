@@ -112,6 +112,10 @@ def test_folder_with_split_subfolders_and_empty_class(tmp_path):
         _write_folder(tmp_path / split)
     data = load_source(str(tmp_path), image_size=16)
     assert data.test is not None and len(data.test) == len(data.train) == 8
+    (tmp_path / "test" / "cow").mkdir()  # a class the training folder does not have
+    with pytest.raises(DataError, match="has folder.s. cow that are not classes of the training"):
+        load_source(str(tmp_path), image_size=16)
+    (tmp_path / "test" / "cow").rmdir()
     bad = tmp_path / "bad"
     (bad / "empty_class").mkdir(parents=True)
     (bad / "ok").mkdir()

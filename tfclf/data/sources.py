@@ -255,9 +255,13 @@ def _decode_all(root: Path, files: list[Path], channels, size, workers):
 def _scan_class_folders(
     root: Path, channels: int | None, size: int | None, class_names=None, workers=None
 ):
-    classes = class_names or sorted(
-        p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name)
-    )
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
+    classes = class_names or found
+    if extra := sorted(set(found) - set(classes)):
+        raise DataError(
+            f"{root} has folder(s) {', '.join(extra)} that are not classes of the training "
+            f"folder ({', '.join(classes)}); move or rename them"
+        )
     if not classes:
         raise DataError(f"no class subfolders in {root}")
     files, labels, skipped = [], [], []

@@ -41,6 +41,7 @@ CASES = {
         (["--source=npz:{d}/good.npz", "--mean=0.5,0.5"], "--mean/--std: the images have 1"),
         (["--source=folder:{d}/mixed_sizes", "--channels=2"], "--channels must be 1 or 3, got 2"),
         (["--source=folder:{d}/mixed_sizes", "--load_size=0"], "--load_size must be positive"),
+        (["--source=npz:{d}/wide.npz"], "the images are 28x30 (height x width) and the models"),
         (["--model_args={{'widthz': (8, 16)}}"], "has no argument 'widthz'; its arguments:"),
         (["--model_args=[1]"], "--model_args: not a Python dict literal"),
         (["--model=lenet5", "--dropout=0.3"], "model 'lenet5' has no argument 'dropout'"),
@@ -112,6 +113,7 @@ def _make_bad_files(d: Path) -> None:
     x = rng.integers(0, 255, (30, 28, 28), np.uint8)
     y = np.arange(30) % 3
     np.savez(d / "good.npz", x=np.tile(x, (10, 1, 1)), y=np.tile(y, 10))
+    np.savez(d / "wide.npz", x=np.zeros((30, 28, 30), np.uint8), y=y)
     (d / "corrupt.npz").write_bytes(b"this is not a zip archive")
     np.savez(d / "one_class.npz", x=x, y=np.zeros(30, int))
     np.savez(d / "negative.npz", x=x, y=y - 1)

@@ -265,6 +265,12 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
         image_size=cfg.load_size,
         download=cfg.download,
     )
+    h, w = data.image_shape[:2]
+    if h != w and not all(stage.size for stage in cfg.stages):
+        raise DataError(
+            f"the images are {h}x{w} (height x width) and the models take square ones: resize "
+            f"them on loading with --load_size=N, or train at --image_size=N"
+        )
     if data.val is None:
         split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
         data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=split_seed)

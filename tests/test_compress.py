@@ -513,6 +513,15 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
         assert sum(probs) == pytest.approx(1, abs=1e-4)
         assert r["prediction"] == names[int(np.argmax(probs))]
         assert r["path"].split("/")[-2] == r["label"]
+    from tfclf.export.load import load_classifier
+    from tfclf.inference import classify, collect_images
+
+    clf = load_classifier(str(model))
+    items = collect_images([folder], clf.class_names)
+    whole, kept, skipped = classify(clf, items)
+    chunked, kept7, skipped7 = classify(clf, items, chunk=7)  # 41 files: 6 chunks and a 6th
+    assert (kept7, skipped7) == (kept, skipped) and len(kept) == 40
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
     proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))

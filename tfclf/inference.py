@@ -1,9 +1,11 @@
 """Images from paths for prediction: single files, plain folders, or folders of class
 subfolders (labelled, so accuracy can be computed). Decoding is the training loader's
-(``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason."""
+(``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason.
+``classify`` runs a model over them in chunks of bounded memory."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
+
+
+def classify(clf, items, convert_channels=False, chunk=512, log=None):
+    """Class probabilities for ``items`` ((path, label) pairs), decoded and run ``chunk`` at
+    a time so memory stays bounded (``log`` gets a progress line every 10 s); returns
+    (probabilities, kept items, skipped (path, reason))."""
+    probs, kept, skipped, last = [], [], [], time.monotonic()
+    for start in range(0, len(items), chunk):
+        pixels, k, s = load_images(
+            items[start : start + chunk], clf.input_shape, convert_channels=convert_channels
+        )
+        if k:
+            probs.append(softmax(clf.logits(pixels)))
+        kept, skipped = kept + k, skipped + s
+        if log and time.monotonic() - last > 10:
+            log(f"classified {min(start + chunk, len(items))} of {len(items)} images")
+            last = time.monotonic()
+    return (np.concatenate(probs) if probs else np.zeros((0, 0))), kept, skipped

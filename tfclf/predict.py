@@ -65,7 +65,7 @@ def main(argv):
     if FLAGS.csv and not Path(FLAGS.csv).parent.is_dir():
         raise cli.UsageError(f"--csv: no folder {Path(FLAGS.csv).parent} to write {FLAGS.csv} in")
     from tfclf.export.load import ModelFileError, load_classifier
-    from tfclf.inference import ImageError, collect_images, load_images, softmax
+    from tfclf.inference import ImageError, classify, collect_images
 
     try:
         clf = load_classifier(FLAGS.model)
@@ -73,16 +73,13 @@ def main(argv):
         raise cli.UsageError(f"--model: {e}") from None
     try:
         items = collect_images(inputs, clf.class_names)
-        pixels, kept, skipped = load_images(
-            items, clf.input_shape, convert_channels=FLAGS.convert_channels
-        )
+        probs, kept, skipped = classify(clf, items, FLAGS.convert_channels, log=print)
     except ImageError as e:
         raise cli.UsageError(str(e)) from None
     for path, reason in skipped:
         print(f"skipped {path}: {reason}")
     if not kept:
         raise cli.UsageError("no readable image among the inputs")
-    probs = softmax(clf.logits(pixels))
     k = min(FLAGS.top_k, probs.shape[1])
     for (path, _), p in list(zip(kept, probs))[: FLAGS.max_print]:
         top = p.argsort()[::-1][:k]

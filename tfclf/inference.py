@@ -6,6 +6,7 @@ subfolders (labelled, so accuracy can be computed). Decoding is the training loa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def classify(clf, items, convert_channels=False, chunk=512, log=None):
+def classify(
+    clf,
+    items: list[tuple[Path, int | None]],
+    convert_channels: bool = False,
+    chunk: int = 512,
+    log: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, list, list]:
     """Class probabilities for ``items`` ((path, label) pairs), decoded and run ``chunk`` at
     a time so memory stays bounded (``log`` gets a progress line every 10 s); returns
     (probabilities, kept items, skipped (path, reason))."""

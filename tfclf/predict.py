@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from absl import flags
 
 from tfclf import cli
@@ -30,7 +31,7 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 
-def predictions_csv(kept, probs, class_names) -> str:
+def predictions_csv(kept: list, probs: np.ndarray, class_names: list[str]) -> str:
     """One row per image: path, true label (empty when unknown), predicted class, its
     probability, then every class's probability."""
     import csv

@@ -1,10 +1,13 @@
 """Images from paths for prediction: single files, plain folders, or folders of class
 subfolders (labelled, so accuracy can be computed). Decoding is the training loader's
 (``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason.
-``classify`` runs a model over them in chunks of bounded memory."""
+``classify`` runs a model over them in chunks of bounded memory; ``predictions_csv``
+tabulates the result."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,3 +122,23 @@ def classify(
             log(f"classified {min(start + chunk, len(items))} of {len(items)} images")
             last = time.monotonic()
     return (np.concatenate(probs) if probs else np.zeros((0, 0))), kept, skipped
+
+
+def predictions_csv(kept: list, probs: np.ndarray, class_names: list[str]) -> str:
+    """One row per image: path, true label (empty when unknown), predicted class, its
+    probability, then every class's probability."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "label", "prediction", "probability", *class_names])
+    for (path, label), p in zip(kept, probs):
+        top = int(p.argmax())
+        writer.writerow(
+            [
+                str(path),
+                "" if label is None else class_names[label],
+                class_names[top],
+                f"{p[top]:.6f}",
+                *(f"{v:.6f}" for v in p),
+            ]
+        )
+    return out.getvalue()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from absl import flags
 
 from tfclf import cli
@@ -31,29 +30,6 @@ flags.DEFINE_string(
 FLAGS = flags.FLAGS
 
 
-def predictions_csv(kept: list, probs: np.ndarray, class_names: list[str]) -> str:
-    """One row per image: path, true label (empty when unknown), predicted class, its
-    probability, then every class's probability."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "prediction", "probability", *class_names])
-    for (path, label), p in zip(kept, probs):
-        top = int(p.argmax())
-        writer.writerow(
-            [
-                str(path),
-                "" if label is None else class_names[label],
-                class_names[top],
-                f"{p[top]:.6f}",
-                *(f"{v:.6f}" for v in p),
-            ]
-        )
-    return out.getvalue()
-
-
 def main(argv):
     cli.quiet_library_info()
     inputs = [Path(a) for a in argv[1:]]
@@ -66,7 +42,7 @@ def main(argv):
     if FLAGS.csv and not Path(FLAGS.csv).parent.is_dir():
         raise cli.UsageError(f"--csv: no folder {Path(FLAGS.csv).parent} to write {FLAGS.csv} in")
     from tfclf.export.load import ModelFileError, load_classifier
-    from tfclf.inference import ImageError, classify, collect_images
+    from tfclf.inference import ImageError, classify, collect_images, predictions_csv
 
     try:
         clf = load_classifier(FLAGS.model)

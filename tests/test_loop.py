@@ -397,3 +397,23 @@ def test_a_run_validates_with_precise_bn_statistics(tmp_path, digits, precise_bn
     x = keras.Model(model.inputs, bn.input)(images).numpy()
     error = np.abs(bn.moving_mean.numpy() - x.mean((0, 1, 2))).max() / x.std()
     assert (error < 1e-3) == bool(precise_bn), error  # float32 conv noise: ~1e-4
+
+
+def test_report_md_lists_classes_worst_first_and_the_most_confused_pairs():
+    from tfclf.report import classification_metrics, markdown_report
+
+    labels = np.repeat([0, 1, 2], 10)
+    pred = labels.copy()
+    pred[:3] = 2  # three cats taken for cows
+    pred[10] = 0  # one dog for a cat
+    m = classification_metrics(labels, 5.0 * np.eye(3)[pred], ["cat", "d|og", "cow"])
+    assert m["most_confused"] == [
+        {"true": "cat", "predicted": "cow", "count": 3, "share_of_true": 0.3},
+        {"true": "d|og", "predicted": "cat", "count": 1, "share_of_true": 0.1},
+    ]
+    model = {"name": "net", "trainable_params": 1000, "macs": 2e6, "files": {"keras": 4096}}
+    text = markdown_report({"split": "val", "image_size": 8, **m, "model": model})
+    assert "top-1 **86.67 %**" in text and "keras file 4.0 KB" in text
+    rows = [r for r in text.splitlines() if r.startswith("| ") and r[2:5] in ("cat", "d\\|", "cow")]
+    assert [r.split(" | ")[0] for r in rows[:3]] == ["| cat", "| cow", "| d\\|og"]  # F1 .78 .87 .95
+    assert "| cat | cow | 3 | 30.0 % |" in text and "| d\\|og | cat | 1 | 10.0 % |" in text

@@ -97,6 +97,7 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
         "best_model/model.keras",
         "best_model/saved_model/saved_model.pb",
         "report/report.json",
+        "report/report.md",
         "report/confusion_matrix.png",
         "report/curves.png",
     ):
@@ -122,6 +123,7 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     assert len(report["per_class"]) == 10 and sum(r["support"] for r in report["per_class"]) == 200
     assert np.array(report["confusion_matrix"]).sum() == 200
     assert report["image_size"] == 24 and report["model"]["macs"] > 0
+    assert f"top-1 **{100 * report['top1']:.2f} %**" in (run / "report" / "report.md").read_text()
 
     # FixRes: the final model takes the second stage's resolution; in that stage only the
     # classifier and the last batch norm train: compare its two epoch checkpoints.

@@ -1,7 +1,9 @@
 """Evaluation report: accuracy, per-class precision/recall/F1/support (report 002), confusion
 matrix, well- and mis-classified examples per class (report 001), curves, model size.
 
-Every number goes to ``report.json``; the figures are PNGs beside it.
+Every number goes to ``report.json``; the figures are PNGs beside it, and ``report.md`` puts
+the numbers a person reads first on one page: accuracy, the classes worst first, the most
+confused pairs.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfclf.data import Normalizer, Split, eval_dataset  # noqa: E402
-from tfclf.io import atomic_write_json  # noqa: E402
+from tfclf.io import atomic_write_json, atomic_write_text  # noqa: E402
 from tfclf.models import model_stats  # noqa: E402
+from tfclf.models.summary import human  # noqa: E402
 from tfclf.plots import image_grid, save_figure  # noqa: E402
 
 
@@ -70,12 +73,78 @@ def classification_metrics(labels: np.ndarray, logits: np.ndarray, class_names) 
             }
             for c, p, r, f, s in zip(class_names, precision, recall, f1, support)
         ],
+        "most_confused": most_confused(cm, class_names),
         "confusion_matrix": cm.tolist(),
     }
     if k > 10:
         top5 = np.argsort(-logits, 1)[:, :5]
         out["top5"] = float((top5 == labels[:, None]).any(1).mean())
     return out
+
+
+def most_confused(cm: np.ndarray, class_names, top: int = 10) -> list[dict]:
+    """The ``top`` largest off-diagonal cells: which class is taken for which, how often."""
+    off = np.array(cm, dtype=np.int64)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    support = np.asarray(cm).sum(1)
+    return [
+        {
+            "true": str(class_names[i]),
+            "predicted": str(class_names[j]),
+            "count": int(off[i, j]),
+            "share_of_true": float(off[i, j] / support[i]),
+        }
+        for i, j in zip(*np.unravel_index(order, off.shape))
+        if off[i, j] > 0
+    ]
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown_report(report: dict) -> str:
+    """``report.json``'s headline numbers as a page to read: totals, every class worst F1
+    first, the most confused pairs, the figures."""
+    m = report["model"]
+    lines = [
+        f"# Evaluation: {report['split']} split, {report['examples']:,} images",
+        "",
+        f"top-1 **{100 * report['top1']:.2f} %**"
+        + (f", top-5 {100 * report['top5']:.2f} %" if "top5" in report else "")
+        + f", loss {report['loss']:.4f}, macro F1 {report['macro_f1']:.4f}",
+        "",
+        f"Model `{m['name']}`: {human(m['trainable_params'])} trainable parameters, "
+        f"{human(m['macs'])} MACs an image at {report['image_size']} px"
+        + "".join(f", {k} file {v / 1024:,.1f} KB" for k, v in m.get("files", {}).items()),
+        "",
+        "## Classes, worst F1 first",
+        "",
+        "| class | precision | recall | F1 | images |",
+        "|---|---|---|---|---|",
+    ]
+    for c in sorted(report["per_class"], key=lambda c: (c["f1"], c["class"])):
+        lines.append(
+            f"| {_cell(c['class'])} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+            f"| {c['support']} |"
+        )
+    lines += ["", "## Most confused", ""]
+    if report["most_confused"]:
+        lines += ["| true | taken for | images | of the class |", "|---|---|---|---|"]
+        lines += [
+            f"| {_cell(c['true'])} | {_cell(c['predicted'])} | {c['count']} | {100 * c['share_of_true']:.1f} % |"
+            for c in report["most_confused"]
+        ]
+    else:
+        lines.append("No mistakes.")
+    lines += [
+        "",
+        "Figures: `confusion_matrix.png`, `examples/` (per class: the most confident right and "
+        "wrong images)" + (", `curves.png`" if report.get("has_curves") else "") + ".",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def plot_confusion(cm: np.ndarray, class_names, path):
@@ -92,9 +161,10 @@ def plot_confusion(cm: np.ndarray, class_names, path):
         ax.set_title(title)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        if k <= 20:
-            ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
-            ax.set_yticks(range(k), class_names, fontsize=7)
+        # 0.45 inch a class leaves room for every name; the counts fit up to 30 classes
+        ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), class_names, fontsize=7)
+        if k <= 30:
             thresh = m.max() / 2
             for i in range(k):
                 for j in range(k):
@@ -208,4 +278,7 @@ def write_report(
     if history:
         plot_curves(history, out_dir / "curves.png")
     atomic_write_json(report, out_dir / "report.json")
+    atomic_write_text(
+        markdown_report({**report, "has_curves": bool(history)}), out_dir / "report.md"
+    )
     return report

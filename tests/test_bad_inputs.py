@@ -93,6 +93,7 @@ CASES = {
         (["nope"], "unknown model 'nope'"),
         (["se_resnet8", "--input_size=0"], "--input_size must be positive, got 0"),
         (["se_resnet8", "--channels=0"], "--channels must be positive, got 0"),
+        (["se_resnet8", "--model_args={{'nope': 1}}"], "model 'se_resnet8' has no argument 'nope'"),
     ],
     "tfclf.predict": [
         (["{d}/digit.png"], "--model is required"),
@@ -258,3 +259,18 @@ def test_help_lists_each_clis_own_flags(module, listed):
     assert proc.returncode == 1, proc.stderr[-2000:]  # absl's --help exits 1
     missing = [f for f in listed if f"  {f}" not in proc.stdout]
     assert not missing, proc.stdout[-3000:]
+
+
+def test_models_cli_prints_the_counts_of_a_customised_model():
+    """``--model_args`` reaches the model: report 003's student with other widths."""
+    import json
+
+    args = "--model_args={'base': 16, 'multipliers': (2, 4, 8, 8)}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfclf.models", "mobilenet_student", "--input_size=28",
+         "--channels=1", "--json", args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert stats["trainable_params"] == 31_850 and stats["input_shape"] == [28, 28, 1]

@@ -103,6 +103,17 @@ def define_train_flags() -> None:
 _DEFAULT_WARMUP = ScheduleConfig().warmup_epochs
 
 
+def parse_model_args(text: str) -> dict:
+    """``--model_args``: a Python dict literal of the model's arguments, e.g. "{'base': 16}"."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"--model_args: not a Python dict literal: {text!r}")
+    return value
+
+
 def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
     """The TrainConfig of the parsed flags, or None with every problem as one line each."""
     from tfclf.models import list_models
@@ -111,11 +122,9 @@ def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
     if f.model not in list_models():
         errors.append(f"--model: unknown model {f.model!r} (python -m tfclf.models --list)")
     try:
-        model_args = ast.literal_eval(f.model_args)
-        if not isinstance(model_args, dict):
-            raise ValueError
-    except (ValueError, SyntaxError):
-        errors.append(f"--model_args: not a Python dict literal: {f.model_args!r}")
+        model_args = parse_model_args(f.model_args)
+    except ValueError as e:
+        errors.append(str(e))
         model_args = {}
     if f.dropout is not None:
         model_args["dropout"] = f.dropout

@@ -306,3 +306,34 @@ def test_eval_dataset_keeps_order_and_last_batch():
     x, _ = next(iter(ds))
     assert x.shape == (64, 8, 8, 1) and x.dtype == tf.float32
     assert ds.options().autotune.enabled is False
+
+
+def test_transparent_pixels_are_shown_over_white(tmp_path):
+    """Black strokes on a transparent background (what drawing apps export) were a black
+    square once the alpha channel was dropped; they are composited over white, as viewers
+    show them. White strokes on transparency come out blank and are skipped with a reason."""
+    from tfclf.data.sources import decode_image
+
+    stroke = np.zeros((16, 16), np.uint8)
+    stroke[4:12, 7:9] = 255  # a "1"
+    ink = np.zeros((16, 16, 4), np.uint8)
+    ink[..., 3] = stroke  # black, opaque only where the stroke is
+    Image.fromarray(ink, "RGBA").save(tmp_path / "black_ink.png")
+    got, problem = decode_image(tmp_path / "black_ink.png", None, None)
+    assert problem is None and got.shape == (16, 16, 3)
+    assert (got[stroke == 255] == 0).all() and (got[stroke == 0] == 255).all()
+    gray_ink = np.stack([np.zeros_like(stroke), stroke], -1)
+    Image.fromarray(gray_ink, "LA").save(tmp_path / "gray_ink.png")
+    got, _ = decode_image(tmp_path / "gray_ink.png", None, None)
+    assert got.shape == (16, 16, 1) and got[8, 8, 0] == 0 and got[0, 0, 0] == 255
+    palette = Image.fromarray(np.where(stroke == 255, 1, 0).astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0, 200, 30, 30])
+    palette.save(tmp_path / "transparent.gif", transparency=0)  # index 0 (black) transparent
+    got, _ = decode_image(tmp_path / "transparent.gif", 3, None)
+    assert tuple(got[0, 0]) == (255, 255, 255) and tuple(got[8, 8]) == (200, 30, 30)
+
+    white = ink.copy()
+    white[..., :3] = 255
+    Image.fromarray(white, "RGBA").save(tmp_path / "white_ink.png")
+    got, problem = decode_image(tmp_path / "white_ink.png", None, None)
+    assert got is None and "blank once its transparent pixels are shown over white" in problem

@@ -201,6 +201,28 @@ def _to_8bit(im):
     return im
 
 
+def _over_white(im):
+    """An image with transparency composited over white, as viewers and browsers show it
+    (and as ink on paper looks to a camera). Dropping the alpha channel, as Pillow's
+    ``convert`` and ``tf.io.decode_png`` do, turns black strokes on a transparent
+    background into a black square. Content that is blank over white (white strokes on
+    transparency) is refused rather than trained on."""
+    from PIL import Image
+
+    if not im.has_transparency_data:
+        return im
+    rgba = im.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    out = Image.alpha_composite(white, rgba).convert("RGB")
+    low, high = rgba.getchannel("A").getextrema()
+    if low != high and len(set(out.convert("L").getextrema())) == 1:
+        raise _Unsupported(
+            "blank once its transparent pixels are shown over white (white content on a "
+            "transparent background? flatten it onto a dark one)"
+        )
+    return out
+
+
 def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] | None):
     """Decodes one image fully (so truncation is caught); returns (array, problem).
 
@@ -208,7 +230,8 @@ def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] |
     ``size`` (N or (height, width)) resizes, bilinear with Pillow's antialiasing; a JPEG
     is decoded at the smallest DCT scale at least that large first (``Image.draft``: a
     12 MP phone photo to 128 px in a sixth of the time). The EXIF orientation is applied,
-    so a phone photo is the right way up, as any viewer shows it."""
+    so a phone photo is the right way up, and transparent pixels are shown over white, both
+    as any viewer shows them."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if path.stat().st_size == 0:
@@ -222,7 +245,8 @@ def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] |
             if size and im.format == "JPEG":  # a square box: the EXIF turn may swap sides
                 im.draft(im.mode, (max(size), max(size)))
             im.load()
-            im = _to_8bit(ImageOps.exif_transpose(im)).convert("L" if channels == 1 else "RGB")
+            im = _over_white(_to_8bit(ImageOps.exif_transpose(im)))
+            im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, channels), None

@@ -53,7 +53,7 @@ def main(argv):
     )
     history_path = run / "history.json"
     history = json.loads(history_path.read_text())["epochs"] if history_path.exists() else None
-    out = out or run / ("report" if split_name == "val" else f"report_{split_name}")
+    out = Path(out) if out else run / ("report" if split_name == "val" else f"report_{split_name}")
     report = write_report(
         out,
         model,
@@ -65,7 +65,9 @@ def main(argv):
         split_name=split_name,
         files={"keras": model_path},
     )
-    print(f"{split_name}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out}")
+    print(
+        f"{split_name}: top-1 {report['top1']:.4f}, loss {report['loss']:.4f} -> {out / 'report.md'}"
+    )
     return 0
 
 

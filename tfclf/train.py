@@ -142,7 +142,9 @@ def main(argv):
     summary = ", ".join(
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
     )
-    print(f"done: {summary}\nrun directory: {run_dir} (report/, tensorboard/, best_model/)")
+    print(
+        f"done: {summary}\nrun directory: {run_dir} (report/report.md, tensorboard/, best_model/)"
+    )
     return 0
 
 

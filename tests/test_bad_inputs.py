@@ -41,6 +41,10 @@ CASES = {
         (["--source=npz:{d}/good.npz", "--mean=0.5,0.5"], "--mean/--std: the images have 1"),
         (["--source=folder:{d}/mixed_sizes", "--channels=2"], "--channels must be 1 or 3, got 2"),
         (["--source=folder:{d}/mixed_sizes", "--load_size=0"], "--load_size must be positive"),
+        (
+            ["--source=folder:{d}/mixed_sizes", "--load_size=8", "--val_fraction=0.1"],
+            "class 'a' has 3 image(s): too few to hold out 10% for validation",
+        ),
         (["--source=npz:{d}/wide.npz"], "the images are 28x30 (height x width) and the models"),
         (["--model_args={{'widthz': (8, 16)}}"], "has no argument 'widthz'; its arguments:"),
         (["--model_args=[1]"], "--model_args: not a Python dict literal"),

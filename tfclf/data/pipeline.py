@@ -88,7 +88,9 @@ class Normalizer:
         return cls(tuple(d["mean"]), tuple(d["std"]))
 
 
-def stratified_split(split: Split, val_fraction: float, seed: int = 0) -> tuple[Split, Split]:
+def stratified_split(
+    split: Split, val_fraction: float, seed: int = 0, class_names=None
+) -> tuple[Split, Split]:
     """Holds out ``val_fraction`` of every class (report 000: 1000 of 5000, 100 a class)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"validation fraction must be in (0, 1), got {val_fraction}")
@@ -99,9 +101,11 @@ def stratified_split(split: Split, val_fraction: float, seed: int = 0) -> tuple[
         rng.shuffle(idx)
         n_val = int(round(val_fraction * len(idx)))
         if n_val == 0 or n_val == len(idx):
+            name = repr(class_names[c]) if class_names is not None else c
             raise DataError(
-                f"class {c} has {len(idx)} images: too few to hold out "
-                f"{val_fraction:.0%} for validation"
+                f"class {name} has {len(idx)} image(s): too few to hold out "
+                f"{val_fraction:.0%} for validation (--val_fraction; or give the source a "
+                "validation split)"
             )
         val_idx.append(idx[:n_val])
     val_idx = np.sort(np.concatenate(val_idx))
@@ -273,7 +277,9 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
         )
     if data.val is None:
         split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-        data.train, data.val = stratified_split(data.train, cfg.val_fraction, seed=split_seed)
+        data.train, data.val = stratified_split(
+            data.train, cfg.val_fraction, seed=split_seed, class_names=data.class_names
+        )
     c = data.image_shape[-1]
     if cfg.mean is not None or cfg.std is not None:
         mean, std = cfg.mean or (0.0,), cfg.std or (1.0,)

@@ -162,6 +162,12 @@ def test_photos_as_cameras_and_scanners_write_them(tmp_path):
     tfs = tf.io.decode_png((tmp_path / "a" / "deep.png").read_bytes(), dtype=tf.uint8).numpy()
     np.testing.assert_array_equal(ours, tfs)
     assert (ours == 255).mean() < 0.01
+    # a float TIFF in [0, 1] is scaled by 255; 32-bit integers beyond 16 bits are refused
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(tmp_path / "f.tif")
+    floats, _ = decode_image(tmp_path / "f.tif", None, None)
+    assert floats.min() == 0 and floats.max() == 255 and floats.shape == (8, 8, 1)
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(tmp_path / "i32.tif")
+    assert "outside 16 bits" in decode_image(tmp_path / "i32.tif", None, None)[1]
 
     # A phone held upright stores a landscape sensor image and orientation 6 (turn 90° clockwise).
     sensor = np.zeros((40, 60, 3), np.uint8)

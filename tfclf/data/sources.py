@@ -366,11 +366,16 @@ def load_folder(
             root, channels, size, workers=workers
         )
     if channels is None:
-        found = splits["train"].images.shape[-1]
-        logging.info(
-            "%s: %s images, %d channel(s) (--channels to convert)",
-            root, "grayscale" if found == 1 else "colour", found,
-        )  # fmt: skip
+        images = splits["train"].images
+        found = images.shape[-1]
+        if found == 1:
+            kind = "grayscale images, 1 channel (--channels to convert)"
+        elif all(np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
+                 for x in images):  # fmt: skip
+            kind = "colour files of gray content, 3 channels (--channels=1 trains on one)"
+        else:
+            kind = "colour images, 3 channels (--channels to convert)"
+        logging.info("%s: %s", root, kind)
     if all_skipped:
         listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
         logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)

@@ -383,6 +383,13 @@ def test_precise_bn_sets_each_trainable_batch_norm_to_its_inputs_statistics():
         np.testing.assert_allclose(bn.moving_variance.numpy(), x.var((0, 1, 2)), rtol=1e-3)
     frozen = model.get_layer("frozen")
     assert (frozen.moving_mean.numpy() == 0).all() and (frozen.moving_variance.numpy() == 1).all()
+    # a large mean does not swamp a small variance (pooled from the batches' centred ones)
+    inp = keras.Input((2, 2, 1))
+    far = keras.Model(inp, layers.BatchNormalization(name="bn")(inp))
+    images = (1000 + 0.01 * np.random.default_rng(1).normal(size=(40, 2, 2, 1))).astype(np.float32)
+    cb = PreciseBatchNorm(far, tf.data.Dataset.from_tensor_slices((images, np.zeros(40))).batch(16))
+    cb.on_test_begin()
+    np.testing.assert_allclose(far.get_layer("bn").moving_variance.numpy(), images.var(), rtol=0.05)
 
 
 @pytest.mark.parametrize("precise_bn", [1024, 0])

@@ -187,10 +187,10 @@ def _input_in(net: keras.Model, layer: keras.layers.Layer):
     """``layer``'s input in ``net``'s graph. A layer can be in two models: the clone that
     wraps a model's kernels for pruning keeps its other layers, which then have an input in
     each (``layer.input`` is the first)."""
+    if len(layer.inbound_nodes) == 1:
+        return layer.input
     for i in range(len(layer.inbound_nodes)):
         x = layer.get_input_at(i)
-        if len(layer.inbound_nodes) == 1:
-            return x
         try:
             keras.Model(net.inputs, x)
             return x
@@ -223,9 +223,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             def moments(x):
                 outs = tf.nest.flatten(probe(x, training=True))
                 return [
-                    (tf.reduce_mean(v, axes), tf.reduce_mean(tf.square(v), axes))
+                    tf.nn.moments(v, list(range(v.shape.rank - 1)))
                     for v in (tf.cast(o, tf.float32) for o in outs)
-                    for axes in [list(range(v.shape.rank - 1))]
                 ]
 
             self.moments = moments
@@ -233,15 +232,15 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         if not self.bns:
             return
-        sums, count = None, 0
+        batches = []  # (images, [(mean, variance) per batch norm])
         for x, _ in self.dataset:
-            n = int(x.shape[0])
-            batch = [(n * m.numpy().astype(np.float64), n * s.numpy()) for m, s in self.moments(x)]
-            sums = (
-                batch if sums is None else [(a + m, b + s) for (a, b), (m, s) in zip(sums, batch)]
-            )
-            count += n
-        for bn, (m, s) in zip(self.bns, sums):
-            mean = m / count
+            stats = [(m.numpy().astype(np.float64), v.numpy()) for m, v in self.moments(x)]
+            batches.append((int(x.shape[0]), stats))
+        count = sum(n for n, _ in batches)
+        for k, bn in enumerate(self.bns):
+            # pooled over all images: the batches' own (centred) variances plus the spread
+            # of their means, in float64, so no large mean cancels a small variance
+            mean = sum(n * stats[k][0] for n, stats in batches) / count
+            var = sum(n * (stats[k][1] + (stats[k][0] - mean) ** 2) for n, stats in batches)
             bn.moving_mean.assign(mean.astype(np.float32))
-            bn.moving_variance.assign(np.maximum(s / count - mean**2, 0).astype(np.float32))
+            bn.moving_variance.assign((var / count).astype(np.float32))

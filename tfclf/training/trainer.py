@@ -376,12 +376,9 @@ class Trainer:
                 checkpoint,
             ]
             if cfg.precise_bn:
+                pick = np.random.default_rng(cfg.seed).permutation(len(self.data.train))
                 bn_images = eval_dataset(
-                    self.data.train.subset(
-                        np.random.default_rng(cfg.seed).permutation(len(self.data.train))[
-                            : cfg.precise_bn
-                        ]
-                    ),
+                    self.data.train.subset(pick[: cfg.precise_bn]),
                     self.data.num_classes,
                     self.norm,
                     batch_size=cfg.batch_size,

@@ -345,20 +345,19 @@ def test_transparent_pixels_are_shown_over_white(tmp_path):
     assert got is None and "blank once its transparent pixels are shown over white" in problem
 
 
-def test_colour_files_of_gray_content_are_named_in_the_log(tmp_path, caplog):
-    import logging
+def test_colour_files_of_gray_content_are_named_in_the_log(tmp_path, monkeypatch):
+    from tfclf.data import sources
 
+    said = []  # absl's handler may keep records from caplog, depending on test order
+    monkeypatch.setattr(sources.logging, "info", lambda msg, *args: said.append(msg % args))
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         for i in range(2):
             gray = rng.integers(0, 255, (8, 8, 1), np.uint8)
             Image.fromarray(np.repeat(gray, 3, -1)).save(tmp_path / cls / f"{i}.png")
-    with caplog.at_level(logging.INFO):
-        assert load_source(f"folder:{tmp_path}").train.images.shape[-1] == 3
-    assert "colour files of gray content, 3 channels (--channels=1 trains on one)" in caplog.text
+    assert load_source(f"folder:{tmp_path}").train.images.shape[-1] == 3
+    assert "colour files of gray content, 3 channels (--channels=1 trains on one)" in said[-1]
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), np.uint8)).save(tmp_path / "a" / "c.png")
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        load_source(f"folder:{tmp_path}")
-    assert "colour images, 3 channels" in caplog.text and "gray content" not in caplog.text
+    load_source(f"folder:{tmp_path}")
+    assert "colour images, 3 channels" in said[-1]

@@ -384,7 +384,15 @@ class Trainer:
                     batch_size=cfg.batch_size,
                     image_size=stage.size,
                 )
-                callbacks.insert(0, cb.PreciseBatchNorm(self.phase.saved(model), bn_images))
+                precise = cb.PreciseBatchNorm(self.phase.saved(model), bn_images)
+                callbacks.insert(0, precise)
+                if precise.bns:
+                    logging.info(
+                        "precise BN: %d batch norms get the statistics of %d training images "
+                        "before each validation (--precise_bn)",
+                        len(precise.bns),
+                        min(cfg.precise_bn, len(self.data.train)),
+                    )
             if stage.schedule.kind == "plateau":
                 callbacks.insert(
                     0,

@@ -165,7 +165,9 @@ def train_dataset(
         raise ValueError(f"balance must be one of {', '.join(BALANCE)}, got {balance!r}")
     n = len(split)
     if n < batch_size:
-        raise DataError(f"training split has {n} images, fewer than one batch of {batch_size}")
+        raise DataError(
+            f"training split has {n} images, fewer than one batch of {batch_size} (--batch_size)"
+        )
     steps = n // batch_size
     ops = parse_augment(augment)
     images = resize_images(split.images, image_size)

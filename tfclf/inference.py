@@ -117,7 +117,8 @@ def classify(
         )
         if k:
             probs.append(softmax(clf.logits(pixels)))
-        kept, skipped = kept + k, skipped + s
+        kept.extend(k)
+        skipped.extend(s)
         if log and time.monotonic() - last > 10:
             log(f"classified {min(start + chunk, len(items))} of {len(items)} images")
             last = time.monotonic()

@@ -104,9 +104,9 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
-def markdown_report(report: dict) -> str:
+def markdown_report(report: dict, curves: bool = False) -> str:
     """``report.json``'s headline numbers as a page to read: totals, every class worst F1
-    first, the most confused pairs, the figures."""
+    first, the most confused pairs, the figures (``curves``: with ``curves.png``)."""
     m = report["model"]
     lines = [
         f"# Evaluation: {report['split']} split, {report['examples']:,} images",
@@ -141,7 +141,7 @@ def markdown_report(report: dict) -> str:
     lines += [
         "",
         "Figures: `confusion_matrix.png`, `examples/` (per class: the most confident right and "
-        "wrong images)" + (", `curves.png`" if report.get("has_curves") else "") + ".",
+        "wrong images)" + (", `curves.png`" if curves else "") + ".",
         "",
     ]
     return "\n".join(lines)
@@ -278,7 +278,5 @@ def write_report(
     if history:
         plot_curves(history, out_dir / "curves.png")
     atomic_write_json(report, out_dir / "report.json")
-    atomic_write_text(
-        markdown_report({**report, "has_curves": bool(history)}), out_dir / "report.md"
-    )
+    atomic_write_text(markdown_report(report, curves=bool(history)), out_dir / "report.md")
     return report

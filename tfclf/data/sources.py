@@ -212,9 +212,11 @@ def _over_white(im):
     if not im.has_transparency_data:
         return im
     rgba = im.convert("RGBA")
+    low, high = rgba.getchannel("A").getextrema()
+    if low == 255:  # an RGBA file with nothing transparent (screenshots, many PNG photos)
+        return im
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     out = Image.alpha_composite(white, rgba).convert("RGB")
-    low, high = rgba.getchannel("A").getextrema()
     if low != high and len(set(out.convert("L").getextrema())) == 1:
         raise _Unsupported(
             "blank once its transparent pixels are shown over white (white content on a "

@@ -28,9 +28,9 @@ def deployable(model: keras.Model, normalizer: Normalizer) -> keras.Model:
 
 def rgb_input(deploy: keras.Model) -> keras.Model:
     """A 1-channel raw-pixel model behind a fixed 1x1 convolution from RGB to gray (the
-    weights the data loader converts colour images with): it takes RGB pixels, which cameras give and MediaPipe
-    Tasks' classifier requires, and on an RGB copy of a gray image returns what ``deploy``
-    returns on the image (the weights sum to 1)."""
+    weights the data loader converts colour images with): it takes RGB pixels, which
+    cameras give and MediaPipe Tasks' classifier requires, and on an RGB copy of a gray
+    image returns what ``deploy`` returns on the image (the weights sum to 1)."""
     h, w, c = deploy.input_shape[1:]
     if c != 1:
         raise ValueError(f"--rgb_input: the model already takes {c} channels")

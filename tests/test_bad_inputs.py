@@ -42,6 +42,10 @@ CASES = {
         (["--source=folder:{d}/mixed_sizes", "--channels=2"], "--channels must be 1 or 3, got 2"),
         (["--source=folder:{d}/mixed_sizes", "--load_size=0"], "--load_size must be positive"),
         (
+            ["--source=folder:{d}/mixed_sizes", "--load_resize=crop"],
+            "--load_resize=crop needs --load_size=N",
+        ),
+        (
             ["--source=folder:{d}/mixed_sizes", "--load_size=8", "--val_fraction=0.1"],
             "class 'a' has 3 image(s): too few to hold out 10% for validation",
         ),

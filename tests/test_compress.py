@@ -155,7 +155,7 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
     x, _ = val_pixels
     names = [f"digit {i}" for i in range(10)]
-    card = model_card(deploy, names, result.normalizer)
+    card = model_card(deploy, names, result.normalizer, resize="crop")
     plain, carded = (
         tflite.convert(deploy, "int8", representative=x[:50], card=c) for c in (None, card)
     )
@@ -180,6 +180,9 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     (tmp_path / "lone" / "labels.txt").write_text("".join(f"other {i}\n" for i in range(10)))
     clf = load_classifier(lone)
     assert clf.class_names == names and clf.names_from == "the file's model card"
+    assert clf.resize == "crop"  # predict resizes images as the card says training did
+    lone.write_bytes(plain)
+    assert load_classifier(lone).resize == "squash"  # no card, none beside: the default
     # writing a card again replaces it rather than adding a second one
     again = tflite._rewrite(carded, strip=False, card=card | {"classes": list("abcdefghij")})
     assert tflite.read_card(again)["classes"] == list("abcdefghij")

@@ -232,6 +232,90 @@ def test_tfds_with_mock_data_and_missing_dataset(tmp_path):
         load_source("tfds:cifar10", data_dir=str(tmp_path))
 
 
+def test_load_resize_squashes_crops_or_pads_a_wide_image_the_same_in_training_and_predict(
+    tmp_path,
+):
+    from tfclf.data.sources import decode_image, fit_arrays
+    from tfclf.inference import load_images
+
+    wide = np.zeros((8, 24), np.uint8)
+    wide[:, 8:16] = 255  # a white centre between black thirds
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for cls in "ab":
+        Image.fromarray(wide).save(tmp_path / cls / "wide.png")
+    got = {}
+    for mode in ("squash", "crop", "pad"):
+        got[mode], problem = decode_image(tmp_path / "a" / "wide.png", 1, 16, mode)
+        assert problem is None and got[mode].shape == (16, 16, 1)
+        folder = load_source(f"folder:{tmp_path}", image_size=16, resize=mode).train.images
+        predicted, _, _ = load_images(
+            [(tmp_path / "a" / "wide.png", None)], (16, 16, 1), resize=mode
+        )
+        np.testing.assert_array_equal(folder[0], got[mode])
+        np.testing.assert_array_equal(predicted[0], got[mode])
+        np.testing.assert_array_equal(fit_arrays(wide[None, ..., None], 16, mode)[0], got[mode])
+    squash, crop, pad = (got[m][..., 0].astype(int) for m in ("squash", "crop", "pad"))
+    assert (crop[:, 1:-1] == 255).all()  # the centre square is the white third (its edge
+    # columns blend with the black beyond, as the bilinear filter reaches past the crop)
+    assert squash[:, :3].max() == 0 and squash[:, 7:9].min() == 255  # thirds stretched
+    # the whole image, 16 wide and so 5-6 high, centred on black bars above and below
+    assert pad[:5].max() == 0 and pad[-5:].max() == 0 and pad[7:9, 7:9].min() > 200
+    assert abs(squash.mean() - 255 / 3) < 10 and pad.mean() < squash.mean() / 2
+
+
+def _varsize_builder():
+    """A TFDS dataset of images of random sizes, each one gray value, prepared offline."""
+    import tensorflow_datasets as tfds
+
+    class VarsizeGray(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = {
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=["dark", "light"]),
+            }
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(features),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(24, 0), "test": self._generate_examples(6, 1)}
+
+        def _generate_examples(self, n, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(n):
+                h, w = rng.integers(10, 40, 2)
+                yield i, {"image": np.full((h, w, 3), 60 + 140 * (i % 2), np.uint8), "label": i % 2}
+
+    return VarsizeGray
+
+
+def test_tfds_images_of_varying_size_are_resized_not_padded_with_black(tmp_path):
+    # tfds.load(batch_size=...) pads each batch with black to its largest image: a dataset of
+    # photos trained on 60-80 % black borders until tfclf read such datasets one by one
+    builder = _varsize_builder()(data_dir=str(tmp_path))
+    builder.download_and_prepare()
+    with pytest.raises(DataError, match="different sizes .* --load_size=N"):
+        load_source("tfds:varsize_gray", data_dir=str(tmp_path))
+    data = load_source("tfds:varsize_gray", data_dir=str(tmp_path), image_size=16)
+    assert data.train.images.shape == (24, 16, 16, 3) and data.test.images.shape == (6, 16, 16, 3)
+    for split in (data.train, data.test):  # one gray value each, no black anywhere
+        for image, label in zip(split.images, split.labels):
+            assert set(np.unique(image)) == {60 + 140 * label}
+    padded = load_source("tfds:varsize_gray", data_dir=str(tmp_path), image_size=16, resize="pad")
+    assert (padded.train.images == 0).any(axis=(1, 2, 3)).mean() > 0.8  # bars on non-square ones
+
+
+def test_load_size_resizes_in_memory_sources_too():
+    data = load_source("mnist5k", image_size=32)
+    assert data.train.images.shape == (5000, 32, 32, 1)
+    assert data.train.images[:, :8].mean() < data.train.images[:, 12:20].mean()
+
+
 def test_normalizer_from_images_and_values():
     x = np.stack([np.full((4, 4), 0, np.uint8), np.full((4, 4), 255, np.uint8)])[..., None]
     n = Normalizer.from_images(np.concatenate([x, x], -1))

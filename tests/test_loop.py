@@ -83,6 +83,7 @@ def test_deployed_model_takes_raw_pixels_and_names_its_classes(tmp_path, digits)
     np.testing.assert_allclose(served(tf.constant(pixels))["output_0"], deploy(pixels), atol=1e-4)
     card = json.loads((out / "model_card.json").read_text())
     assert card["input"]["range"] == [0, 255] and card["input"]["shape"] == [1, 28, 28, 1]
+    assert card["input"]["resize"]["mode"] == "squash"  # how an app brings images to size
     assert card["classes"] == [str(c) for c in result.data.class_names]
     assert (out / "labels.txt").read_text().split() == card["classes"]
 
@@ -94,13 +95,9 @@ def test_a_failed_export_leaves_the_previous_best_model(tmp_path, digits):
     out = tmp_path / "best_model"
     write_best_model(out, result.model, result.normalizer, result.data.class_names)
     before = (out / "model.keras").read_bytes()
-    with pytest.raises(TypeError):  # a model card that cannot be written: fails mid-export
+    with pytest.raises(KeyError):  # a model card that cannot be written: fails mid-export
         write_best_model(
-            out,
-            result.model,
-            result.normalizer,
-            result.data.class_names,
-            extra_card={"bad": object()},
+            out, result.model, result.normalizer, result.data.class_names, resize="bogus"
         )
     assert (out / "model.keras").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -29,6 +29,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 TRAINABLE = ("all", "classifier_bn")
 BALANCE = ("none", "oversample", "class_weight")
 VERBOSITY = ("auto", "bar", "line")
+RESIZE_MODES = ("squash", "crop", "pad")  # tfclf.data.sources.RESIZE_NOTES: what each does
 # Each validation of MNIST-5k's 1,000 images costs about 5 % of an epoch (BUILD_NOTES.md).
 AUTO_VAL_EVERY = 3
 
@@ -127,7 +128,15 @@ class TrainConfig:
     data_dir: str | None = field(None, "TFDS data_dir (datasets prepared offline).")
     download: bool = field(False, "Allow TFDS to download (needs network).")
     channels: int | None = field(None, "Convert images to 1 or 3 channels (default: source's).")
-    load_size: int | None = field(None, "Resize folder images to this size on loading.")
+    load_size: int | None = field(
+        None, "Resize images to this size on loading (needed for images of several sizes)."
+    )
+    load_resize: str = field(
+        "squash",
+        "How --load_size meets another aspect ratio: squash (stretch) | crop (the largest "
+        "centred square) | pad (the whole image on black bars).",
+        choices=RESIZE_MODES,
+    )
     val_fraction: float = field(0.2, "Stratified validation fraction when the source has none.")
     mean: tuple[float, ...] | None = field(
         None, "Per-channel mean in [0, 1] (default: from the training split)."
@@ -258,6 +267,14 @@ class TrainConfig:
         check(
             self.load_size is None or self.load_size > 0,
             f"--load_size must be positive, got {self.load_size}",
+        )
+        check(
+            self.load_resize in RESIZE_MODES,
+            f"--load_resize must be one of {', '.join(RESIZE_MODES)}, got {self.load_resize!r}",
+        )
+        check(
+            self.load_resize == "squash" or self.load_size is not None,
+            f"--load_resize={self.load_resize} needs --load_size=N (the size to resize to)",
         )
         for name in ("mean", "std"):
             values = getattr(self, name)

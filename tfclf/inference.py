@@ -68,9 +68,10 @@ def load_images(
     input_shape: tuple[int, int, int],
     *,
     convert_channels: bool = False,
+    resize: str = "squash",
 ) -> tuple[np.ndarray, list, list]:
-    """uint8 NHWC pixels resized to ``input_shape``, the (path, label) kept, and the
-    (path, reason) skipped. A grayscale file for a colour model is widened, as training
+    """uint8 NHWC pixels brought to ``input_shape`` by ``resize``, the (path, label) kept,
+    and the (path, reason) skipped. A grayscale file for a colour model is widened, as training
     widens a folder's grayscale files among colour ones; a colour file for a grayscale
     model (often the wrong model) needs ``convert_channels``."""
     h, w, c = input_shape
@@ -85,7 +86,7 @@ def load_images(
                 f"{path} has {have} channel(s) but the model takes {c}: pass "
                 "--convert_channels to convert it"
             )
-        image, problem = decode_image(path, c, (h, w))
+        image, problem = decode_image(path, c, (h, w), resize)
         if problem:
             skipped.append((path, problem))
             continue
@@ -107,13 +108,16 @@ def classify(
     chunk: int = 512,
     log: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, list, list]:
-    """Class probabilities for ``items`` ((path, label) pairs), decoded and run ``chunk`` at
-    a time so memory stays bounded (``log`` gets a progress line every 10 s); returns
+    """Class probabilities for ``items`` ((path, label) pairs), decoded (resized as the model
+    was trained, ``clf.resize``) and run ``chunk`` at a time so memory stays bounded (``log`` gets a progress line every 10 s); returns
     (probabilities, kept items, skipped (path, reason))."""
     probs, kept, skipped, last = [], [], [], time.monotonic()
     for start in range(0, len(items), chunk):
         pixels, k, s = load_images(
-            items[start : start + chunk], clf.input_shape, convert_channels=convert_channels
+            items[start : start + chunk],
+            clf.input_shape,
+            convert_channels=convert_channels,
+            resize=clf.resize,
         )
         if k:
             probs.append(softmax(clf.logits(pixels)))

@@ -50,7 +50,11 @@ def finish_run(result, cfg) -> dict:
     run_dir = Path(cfg.run_dir)
     start = time.perf_counter()
     deploy = write_best_model(
-        run_dir / "best_model", result.model, result.normalizer, result.data.class_names
+        run_dir / "best_model",
+        result.model,
+        result.normalizer,
+        result.data.class_names,
+        resize=cfg.load_resize,
     )
     logging.info(
         "best model exported to %s in %.1f s; writing the report",

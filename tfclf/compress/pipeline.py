@@ -28,7 +28,7 @@ from absl import logging
 
 from tfclf.cli import UsageError
 from tfclf.config import ScheduleConfig, Stage, TrainConfig
-from tfclf.data import Normalizer, prepare_data
+from tfclf.data import prepare_data
 from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.data.sources import GRAY_WEIGHTS, to_channels
 from tfclf.export import tflite
@@ -214,6 +214,7 @@ class _Data:
 
     def __init__(self, cfg: TrainConfig, size: int, num_calibration: int):
         data, self.norm = prepare_data(cfg)
+        self.resize = cfg.load_resize
         self.class_names = data.class_names
         self.splits = {"val": data.val}
         if data.test is not None:
@@ -250,7 +251,7 @@ def _export(
     extra: dict | None = None,
 ) -> list[Candidate]:
     net = trained_part(deploy)
-    card = model_card(deploy, data.class_names, data.norm)
+    card = model_card(deploy, data.class_names, data.norm, resize=data.resize)
     if opts.rgb_input:  # ``data`` holds RGB copies of the images (``_Data.as_rgb``)
         deploy = rgb_input(deploy)
         card["input"] |= {"shape": [*card["input"]["shape"][:3], 3], "to_gray": RGB_NOTE}
@@ -418,14 +419,12 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
     write_summary(out, summary, candidates, opts)
     write_labels(data.class_names, out / "labels.txt")
-    atomic_write_json(
-        _card(deploy, data.class_names, data.norm, candidates), out / "model_card.json"
-    )
+    atomic_write_json(_card(deploy, data, candidates), out / "model_card.json")
     return summary
 
 
-def _card(deploy, class_names, norm: Normalizer, candidates: list[Candidate]) -> dict:
-    card = model_card(deploy, class_names, norm)
+def _card(deploy, data: _Data, candidates: list[Candidate]) -> dict:
+    card = model_card(deploy, data.class_names, data.norm, resize=data.resize)
     card["files"] = {
         c.file: {
             "input": c.io["input"] | {"shape": [1, *c.io["input"]["shape"][1:]]},

@@ -269,6 +269,7 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
         data_dir=cfg.data_dir,
         channels=cfg.channels,
         image_size=cfg.load_size,
+        resize=cfg.load_resize,
         download=cfg.download,
     )
     h, w = data.image_shape[:2]

@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import gzip
 import importlib.util
+import itertools
 import os
 import time
 import zipfile
@@ -22,6 +23,13 @@ from absl import logging
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+# How an image meets a square load size (``--load_resize``); Keras' image_dataset_from_directory
+# offers the same three: its default, crop_to_aspect_ratio and pad_to_aspect_ratio.
+RESIZE_NOTES = {
+    "squash": "resized to the model's size, the aspect ratio not kept",
+    "crop": "the largest centred region of the model's aspect ratio, resized to its size",
+    "pad": "the whole image, centred on black bars to the model's aspect ratio, resized",
+}
 
 
 class DataError(ValueError):
@@ -123,10 +131,30 @@ def load_mnist5k(channels: int | None = None) -> ImageData:
 # ----------------------------------------------------------------------------- TFDS
 
 
+def _images_noting_labels(pairs, labels: list):
+    """The images of (image, label) ``pairs``, one at a time, each label appended to
+    ``labels`` as its image is taken."""
+    for image, label in pairs:
+        labels.append(label)
+        yield image
+
+
 def load_tfds(
-    name: str, data_dir: str | None, *, download: bool = False, channels: int | None = None
+    name: str,
+    data_dir: str | None,
+    *,
+    download: bool = False,
+    channels: int | None = None,
+    size: int | None = None,
+    resize: str = "squash",
 ) -> ImageData:
-    """A TFDS dataset prepared beforehand under ``data_dir``; never downloads unless asked."""
+    """A TFDS dataset prepared beforehand under ``data_dir``; never downloads unless asked.
+
+    Images of one size are read in batches. Images of varying size (most photo datasets:
+    ``food101``, ``oxford_flowers102``) are read one by one and brought to ``size`` by
+    ``resize``, as folder images are: TFDS's own batching pads them with black to the
+    largest in each batch. TFDS's auto-cache is off: it kept every decoded image of a split
+    in memory while tfclf reads it once."""
     import tensorflow_datasets as tfds
 
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
@@ -140,6 +168,12 @@ def load_tfds(
         "train",
         "test",
     ]
+    image_key = (builder.info.supervised_keys or ("image",))[0]
+    try:
+        shape = builder.info.features[image_key].shape
+    except (KeyError, AttributeError, TypeError):
+        shape = (None,)
+    batched = None not in shape
     arrays = {}
     try:
         for split in wanted:
@@ -149,10 +183,21 @@ def load_tfds(
                 download=download,
                 split=split,
                 as_supervised=True,
-                batch_size=1024,
+                batch_size=1024 if batched else None,
+                # read once: TFDS's auto-cache of small sets would hold every decoded image
+                read_config=tfds.ReadConfig(try_autocache=False),
             )
-            xs, ys = zip(*tfds.as_numpy(ds))
-            arrays[split] = Split(to_channels(np.concatenate(xs), channels), np.concatenate(ys))
+            what = f"TFDS {name!r} split {split!r}"
+            if batched:
+                xs, ys = zip(*tfds.as_numpy(ds))
+                xs, ys = np.concatenate(xs), np.concatenate(ys)
+                if size:
+                    xs = fit_arrays(xs, size, resize, what)
+            else:
+                ys = []
+                images = _images_noting_labels(tfds.as_numpy(ds), ys)
+                xs = fit_arrays(images, size, resize, what) if size else _stack(images, what)
+            arrays[split] = Split(to_channels(xs, channels), np.asarray(ys))
     except (AssertionError, FileNotFoundError) as e:
         raise DataError(
             f"TFDS dataset {name!r} is not prepared under {where} ({type(e).__name__}). Prepare "
@@ -225,15 +270,37 @@ def _over_white(im):
     return out
 
 
-def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] | None):
+def fit_image(im, size: tuple[int, int], resize: str = "squash"):
+    """The Pillow image ``im`` at ``size`` (height, width) by ``resize`` (``RESIZE_NOTES``),
+    bilinear with Pillow's antialiasing."""
+    from PIL import Image, ImageOps
+
+    h, w = size
+    if im.size == (w, h):
+        return im
+    if resize == "squash":
+        return im.resize((w, h), Image.BILINEAR)
+    if resize == "crop":
+        return ImageOps.fit(im, (w, h), Image.BILINEAR)
+    if resize == "pad":
+        return ImageOps.pad(im, (w, h), Image.BILINEAR, color=0)
+    raise ValueError(f"resize must be one of {', '.join(RESIZE_NOTES)}, got {resize!r}")
+
+
+def decode_image(
+    path: Path,
+    channels: int | None,
+    size: int | tuple[int, int] | None,
+    resize: str = "squash",
+):
     """Decodes one image fully (so truncation is caught); returns (array, problem).
 
     ``channels`` None keeps the file's own: 1 for a grayscale image, 3 for any other.
-    ``size`` (N or (height, width)) resizes, bilinear with Pillow's antialiasing; a JPEG
-    is decoded at the smallest DCT scale at least that large first (``Image.draft``: a
-    12 MP phone photo to 128 px in a sixth of the time). The EXIF orientation is applied,
-    so a phone photo is the right way up, and transparent pixels are shown over white, both
-    as any viewer shows them."""
+    ``size`` (N or (height, width)) resizes by ``fit_image``; a JPEG is decoded at the
+    smallest DCT scale at least that large first (``Image.draft``: a 12 MP phone photo to
+    128 px in a sixth of the time). The EXIF orientation is applied, so a phone photo is
+    the right way up, and transparent pixels are shown over white, both as any viewer shows
+    them."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if path.stat().st_size == 0:
@@ -249,8 +316,8 @@ def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] |
             im.load()
             im = _over_white(_to_8bit(ImageOps.exif_transpose(im)))
             im = im.convert("L" if channels == 1 else "RGB")
-            if size and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            if size:
+                im = fit_image(im, size, resize)
             return np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, channels), None
     except UnidentifiedImageError:
         return None, "not an image"
@@ -260,17 +327,57 @@ def decode_image(path: Path, channels: int | None, size: int | tuple[int, int] |
         return None, f"corrupt or truncated ({e})"
 
 
+def _stack(images, where) -> np.ndarray:
+    """``images`` (an iterable of arrays) as one array; images of several sizes are an
+    error naming ``where``."""
+    images = list(images)
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        seen = ", ".join(f"{h}x{w}" for h, w, _ in sorted(shapes)[:4])
+        more = ", ..." if len(shapes) > 4 else ""
+        raise DataError(
+            f"images in {where} have {len(shapes)} different sizes ({seen}{more}); "
+            "resize them on loading with --load_size=N (and --load_resize=crop or pad to "
+            "keep their aspect ratio)"
+        )
+    return np.stack(images)
+
+
+def fit_arrays(images, size: int, resize: str = "squash", where: str | None = None):
+    """uint8 HWC ``images`` at ``size`` x ``size`` by ``fit_image``: the resize folder
+    images get, for any source. ``images``: an array, or any iterable of arrays of any
+    sizes, read 256 at a time (a stream of large photos is never all in memory at full
+    size); ``where`` names it in a progress line every 10 s."""
+    from PIL import Image
+
+    if isinstance(images, np.ndarray) and images.shape[1:3] == (size, size):
+        return images
+
+    def fit(a):
+        im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+        return np.asarray(fit_image(im, (size, size), resize)).reshape(size, size, a.shape[-1])
+
+    fitted, stream, last = [], iter(images), time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        while chunk := list(itertools.islice(stream, 256)):
+            fitted += pool.map(fit, chunk)
+            if where and time.monotonic() - last > 10:
+                logging.info("%s: resized %d images", where, len(fitted))
+                last = time.monotonic()
+    return np.stack(fitted)
+
+
 def is_hidden(name: str) -> bool:
     """Dot files and folders, and the ``__MACOSX`` folder that a zip made on a Mac unpacks
     to: never data."""
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _decode_all(root: Path, files: list[Path], channels, size, workers):
+def _decode_all(root: Path, files: list[Path], channels, size, resize, workers):
     """decode_image over ``files`` on a thread pool, with a log line every 10 s."""
     decoded, last = [], time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        for result in pool.map(lambda p: decode_image(p, channels, size), files):
+        for result in pool.map(lambda p: decode_image(p, channels, size, resize), files):
             decoded.append(result)
             if time.monotonic() - last > 10:
                 logging.info("%s: decoded %d of %d images", root, len(decoded), len(files))
@@ -279,7 +386,7 @@ def _decode_all(root: Path, files: list[Path], channels, size, workers):
 
 
 def _scan_class_folders(
-    root: Path, channels: int | None, size: int | None, class_names=None, workers=None
+    root: Path, channels: int | None, size: int | None, resize, class_names=None, workers=None
 ):
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     classes = class_names or found
@@ -303,7 +410,7 @@ def _scan_class_folders(
                 continue
             files.append(path)
             labels.append(label)
-    decoded = _decode_all(root, files, channels, size, workers)
+    decoded = _decode_all(root, files, channels, size, resize, workers)
     images, kept = [], []
     for path, label, (arr, problem) in zip(files, labels, decoded):
         if problem:
@@ -317,16 +424,7 @@ def _scan_class_folders(
             raise DataError(f"class {cls!r} in {root} has no usable image")
     if channels is None and any(a.shape[-1] == 3 for a in images):
         images = [to_channels(a, 3) for a in images]
-    if size is None:
-        shapes = {a.shape for a in images}
-        if len(shapes) > 1:
-            seen = ", ".join(f"{h}x{w}" for h, w, _ in sorted(shapes)[:4])
-            more = ", ..." if len(shapes) > 4 else ""
-            raise DataError(
-                f"images in {root} have {len(shapes)} different sizes ({seen}{more}); "
-                "resize them on loading with --load_size=N"
-            )
-    return classes, Split(np.stack(images), np.asarray(kept)), skipped
+    return classes, Split(_stack(images, root), np.asarray(kept)), skipped
 
 
 def load_folder(
@@ -334,6 +432,7 @@ def load_folder(
     *,
     channels: int | None = None,
     size: int | None = None,
+    resize: str = "squash",
     workers: int | None = None,
 ) -> ImageData:
     """A folder of class subfolders, or of ``train``/``val``/``test`` folders of them.
@@ -341,8 +440,8 @@ def load_folder(
     Every file is decoded once before training: empty, corrupt, truncated and non-image files
     are skipped, counted and listed in one warning; a class with no usable image is an error.
     Images are converted to ``channels`` (gray, RGB, RGBA and palette images are accepted;
-    None: 1 when every image is grayscale, else 3) and resized to ``size`` x ``size`` when
-    given.
+    None: 1 when every image is grayscale, else 3) and brought to ``size`` x ``size`` by
+    ``resize`` (``RESIZE_NOTES``) when given.
     """
     root = Path(root)
     if not root.is_dir():
@@ -356,7 +455,7 @@ def load_folder(
     if "train" in split_dirs:
         for split, folder in split_dirs.items():
             classes, splits[split], skipped = _scan_class_folders(
-                folder, channels, size, classes, workers
+                folder, channels, size, resize, classes, workers
             )
             all_skipped += skipped
         if channels is None:  # one split all gray, another with colour: colour for all
@@ -365,7 +464,7 @@ def load_folder(
                 s.images = to_channels(s.images, width)
     else:
         classes, splits["train"], all_skipped = _scan_class_folders(
-            root, channels, size, workers=workers
+            root, channels, size, resize, workers=workers
         )
     if channels is None:
         images = splits["train"].images
@@ -460,24 +559,32 @@ def load_source(
     data_dir: str | None = None,
     channels: int | None = None,
     image_size: int | None = None,
+    resize: str = "squash",
     download: bool = False,
 ) -> ImageData:
-    """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``."""
+    """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``,
+    its images brought to ``image_size`` x ``image_size`` by ``resize`` when given."""
     kind, _, arg = source.partition(":")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
         data = load_mnist5k(channels)
     elif kind == "tfds":
-        data = load_tfds(arg, data_dir, download=download, channels=channels)
+        data = load_tfds(
+            arg, data_dir, download=download, channels=channels, size=image_size, resize=resize
+        )
     elif kind == "folder":
-        data = load_folder(arg, channels=channels, size=image_size)
+        data = load_folder(arg, channels=channels, size=image_size, resize=resize)
     elif kind == "npz" or source.endswith(".npz"):
         data = load_npz(arg if kind == "npz" else source, channels=channels)
     elif Path(source).is_dir():
-        data = load_folder(source, channels=channels, size=image_size)
+        data = load_folder(source, channels=channels, size=image_size, resize=resize)
     else:
         raise DataError(
             f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH or npz:PATH"
         )
+    if image_size:  # in-memory sources (folders and TFDS photos were fitted as they loaded)
+        for split in (data.train, data.val, data.test):
+            if split is not None:
+                split.images = fit_arrays(split.images, image_size, resize)
     for split in (data.train, data.val, data.test):
         if split is not None and (split.labels.min() < 0 or split.labels.max() >= data.num_classes):
             raise DataError(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tfclf.data import Normalizer
-from tfclf.data.sources import GRAY_WEIGHTS
+from tfclf.data.sources import GRAY_WEIGHTS, RESIZE_NOTES
 from tfclf.io import atomic_dir
 from tfclf.keras import keras
 
@@ -56,8 +56,12 @@ def model_card(
     *,
     dtype="float32",
     value_range=(0, 255),
+    resize: str = "squash",
     extra: dict | None = None,
 ) -> dict:
+    """What an app needs to feed ``model`` and read its output; ``resize`` is how the
+    training images were brought to the model's size (``--load_resize``), which an app
+    should do to its images too."""
     h, w, c = model.input_shape[1:]
     return {
         "model": trained_part(model).name,
@@ -67,6 +71,7 @@ def model_card(
             "dtype": dtype,
             "range": list(value_range),
             "meaning": "raw pixels (normalisation is inside the graph)",
+            "resize": {"mode": resize, "how": RESIZE_NOTES[resize]},
         },
         "output": {"shape": [1, len(class_names)], "meaning": "logits (softmax for probabilities)"},
         "classes": [str(c) for c in class_names],
@@ -88,7 +93,7 @@ def write_best_model(
     model: keras.Model,
     normalizer: Normalizer,
     class_names,
-    extra_card: dict | None = None,
+    resize: str = "squash",
 ) -> keras.Model:
     """Writes ``out/``: ``model.keras`` and ``saved_model/`` (an inference SavedModel whose
     ``serving_default`` is the forward pass, what TF Serving and the TFLite converter read;
@@ -101,6 +106,6 @@ def write_best_model(
         with contextlib.redirect_stdout(io.StringIO()):  # its endpoint listing
             deploy.export(str(tmp / "saved_model"))
         write_labels(class_names, tmp / "labels.txt")
-        card = model_card(deploy, class_names, normalizer, extra=extra_card)
+        card = model_card(deploy, class_names, normalizer, resize=resize)
         (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
     return deploy

@@ -3,7 +3,8 @@
 ``.tflite`` (LiteRT interpreter), an inference SavedModel directory (``serving_default``)
 or a ``.keras`` model; all take raw pixels. Class names come from the model card inside a
 ``.tflite`` file, else from ``labels.txt`` beside the file, else from ``model_card.json``,
-else are the class indices.
+else are the class indices. How images are resized for the model (``--load_resize``) comes
+from the model card inside the file or beside it; "squash" when none says.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ def _class_names(path: Path, num_classes: int, card: dict | None = None):
     return [str(i) for i in range(num_classes)], None
 
 
+def _resize_mode(path: Path, card: dict | None) -> str:
+    from tfclf.data.sources import RESIZE_NOTES
+
+    folder = path if path.is_dir() else path.parent
+    for card_file in (folder / "model_card.json", folder.parent / "model_card.json"):
+        if card is None and card_file.exists():
+            try:
+                card = json.loads(card_file.read_text())
+            except (OSError, ValueError):
+                pass
+    resize = (card or {}).get("input", {}).get("resize", {})
+    mode = resize.get("mode") if isinstance(resize, dict) else None
+    return mode if mode in RESIZE_NOTES else "squash"
+
+
 def load_keras_model(path: Path):
     """The model in a ``.keras`` file, uncompiled; an unreadable file (truncated, not a
     Keras archive) is a ``ModelFileError`` naming it."""
@@ -59,6 +75,12 @@ class Classifier:
     input_shape: tuple[int, int, int]
     class_names: list[str]
     names_from: str | None  # the card, labels.txt or model_card.json; None: class indices
+    resize: str  # how images meet input_shape (tfclf.data.sources.RESIZE_NOTES)
+
+    def _describe(self, path: Path, num_classes: int, card: dict | None = None) -> None:
+        self.path = path
+        self.class_names, self.names_from = _class_names(path, num_classes, card)
+        self.resize = _resize_mode(path, card)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -77,8 +99,7 @@ class TFLiteClassifier(Classifier):
         detail = self.interp.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in detail["shape"][1:])
         out = self.interp.get_output_details()[0]["shape"]
-        self.path = path
-        self.class_names, self.names_from = _class_names(path, int(out[-1]), tflite.read_card(path))
+        self._describe(path, int(out[-1]), tflite.read_card(path))
 
     def logits(self, pixels):
         from tfclf.export import tflite
@@ -100,8 +121,7 @@ class SavedModelClassifier(Classifier):
         self.input_name = list(self.fn.structured_input_signature[1])[0]
         self.input_shape = tuple(int(d) for d in spec.shape[1:])
         out = list(self.fn.structured_outputs.values())[0]
-        self.path = path
-        self.class_names, self.names_from = _class_names(path, int(out.shape[-1]))
+        self._describe(path, int(out.shape[-1]))
 
     def logits(self, pixels):
         import tensorflow as tf
@@ -126,8 +146,7 @@ class KerasClassifier(Classifier):
                 "re-export it by rerunning its training command"
             )
         self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
-        self.path = path
-        self.class_names, self.names_from = _class_names(path, int(self.model.output_shape[-1]))
+        self._describe(path, int(self.model.output_shape[-1]))
 
     def logits(self, pixels):
         from tfclf.data.pipeline import array_batches

@@ -230,6 +230,8 @@ def test_tfds_with_mock_data_and_missing_dataset(tmp_path):
     assert len(data.class_names) == 10 and len(data.test) == 24
     with pytest.raises(DataError, match="not prepared under .*tfds build cifar10"):
         load_source("tfds:cifar10", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="'celeb_a' has no .image, label. pair of supervised"):
+        load_source("tfds:celeb_a", data_dir=str(tmp_path))  # attributes, not one class
 
 
 def test_load_resize_squashes_crops_or_pads_a_wide_image_the_same_in_training_and_predict(
@@ -274,12 +276,12 @@ def _varsize_builder():
         def _info(self):
             features = {
                 "image": tfds.features.Image(shape=(None, None, 3)),
-                "label": tfds.features.ClassLabel(names=["dark", "light"]),
+                "shade": tfds.features.ClassLabel(names=["dark", "light"]),
             }
             return tfds.core.DatasetInfo(
                 builder=self,
                 features=tfds.features.FeaturesDict(features),
-                supervised_keys=("image", "label"),
+                supervised_keys=("image", "shade"),  # not "label", as in smallnorb
             )
 
         def _split_generators(self, dl_manager):
@@ -289,7 +291,7 @@ def _varsize_builder():
             rng = np.random.default_rng(seed)
             for i in range(n):
                 h, w = rng.integers(10, 40, 2)
-                yield i, {"image": np.full((h, w, 3), 60 + 140 * (i % 2), np.uint8), "label": i % 2}
+                yield i, {"image": np.full((h, w, 3), 60 + 140 * (i % 2), np.uint8), "shade": i % 2}
 
     return VarsizeGray
 
@@ -303,6 +305,7 @@ def test_tfds_images_of_varying_size_are_resized_not_padded_with_black(tmp_path)
         load_source("tfds:varsize_gray", data_dir=str(tmp_path))
     data = load_source("tfds:varsize_gray", data_dir=str(tmp_path), image_size=16)
     assert data.train.images.shape == (24, 16, 16, 3) and data.test.images.shape == (6, 16, 16, 3)
+    assert data.class_names == ["dark", "light"]
     for split in (data.train, data.test):  # one gray value each, no black anywhere
         for image, label in zip(split.images, split.labels):
             assert set(np.unique(image)) == {60 + 140 * label}

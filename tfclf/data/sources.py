@@ -168,12 +168,16 @@ def load_tfds(
         "train",
         "test",
     ]
-    image_key = (builder.info.supervised_keys or ("image",))[0]
-    try:
-        shape = builder.info.features[image_key].shape
-    except (KeyError, AttributeError, TypeError):
-        shape = (None,)
-    batched = None not in shape
+    keys = builder.info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+        raise DataError(
+            f"TFDS dataset {name!r} has no (image, label) pair of supervised keys "
+            f"(supervised_keys={keys}): tfclf reads classification datasets"
+        )
+    image, label = (builder.info.features[k] for k in keys)
+    if not hasattr(label, "names"):
+        raise DataError(f"TFDS dataset {name!r}: its label {keys[1]!r} is not a class label")
+    batched = None not in getattr(image, "shape", (None,))
     arrays = {}
     try:
         for split in wanted:
@@ -204,7 +208,6 @@ def load_tfds(
             f"it offline: on a machine with network run `tfds build {name} --data_dir=DIR`, "
             f"copy DIR here and pass --data_dir=DIR (or pass --download to fetch it)."
         ) from None
-    label = builder.info.features["label"]
     return ImageData(
         f"tfds:{name}",
         list(label.names),

@@ -4,6 +4,7 @@ predict CLIs and their one-line errors."""
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -91,14 +92,27 @@ def test_every_tflite_mode_converts_and_is_scored_on_real_digits(run, val_pixels
 
 
 @pytest.mark.parametrize("io_dtype, zero_point", [("uint8", 0), ("int8", -128)])
-def test_int8_files_take_raw_pixels_in_the_requested_dtype(run, val_pixels, io_dtype, zero_point):
+def test_int8_files_take_raw_pixels_in_the_requested_dtype(
+    run, val_pixels, io_dtype, zero_point, capfd
+):
     run_dir, _, result = run
     deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
     x, _ = val_pixels
+    capfd.readouterr()
     blob = tflite.convert(deploy, "int8", representative=x[:50], io_dtype=io_dtype)
+    assert "fully_quantize" not in capfd.readouterr().err  # the quantiser's line per file
     spec = tflite.io_spec(tflite.interpreter(blob))
     assert spec["input"]["dtype"] == spec["output"]["dtype"] == io_dtype
     assert spec["input"]["quant"] == {"scale": 1.0, "zero_point": zero_point}
+
+
+def test_quantizer_chatter_is_dropped_and_other_stderr_kept(capfd):
+    capfd.readouterr()
+    with tflite._without_quantizer_chatter():
+        os.write(2, b"fully_quantize: 0, inference_type: 6\n")
+        os.write(2, b"a real warning\n")
+    err = capfd.readouterr().err
+    assert "a real warning" in err and "fully_quantize" not in err
 
 
 def test_per_tensor_int8_has_one_scale_per_tensor_and_a_smaller_file(run, val_pixels):

@@ -22,12 +22,16 @@ batch-1 latency (median of N single-threaded invocations).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import io
 import json
+import os
 import re
 import struct
+import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -53,6 +57,29 @@ INPUT_NOTES = {
 
 class ConversionError(UsageError):
     """A model that the TFLite converter refuses; the message is one line."""
+
+
+@contextlib.contextmanager
+def _without_quantizer_chatter(prefix: str = "fully_quantize: "):
+    """Drops the line TFLite's C++ quantiser prints on stderr for every integer file
+    (``fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, ...``) and passes
+    anything else written to stderr meanwhile through, after the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            rest = "".join(line for line in lines if not line.startswith(prefix))
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
 
 
 def _representative(images: np.ndarray, count: int, seed: int):
@@ -134,8 +161,8 @@ def convert(
         converter.inference_input_type = tf.as_dtype(io_dtype)
         converter.inference_output_type = tf.as_dtype(io_dtype)
     try:
-        with warnings.catch_warnings():  # about the float input we calibrate on purpose
-            warnings.filterwarnings("ignore", "Statistics for quantized inputs")
+        with warnings.catch_warnings(), _without_quantizer_chatter():
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
             blob = converter.convert()
     except Exception as exc:  # the converter raises ConverterError with pages of MLIR log
         raise ConversionError(

@@ -34,6 +34,7 @@ CASES = {
         (["--source=npz:{d}/no_y.npz"], "needs arrays 'x' and 'y', has ['x']"),
         (["--source=folder:{d}/one_class_folder"], "a classifier needs at least 2"),
         (["--source=folder:{d}/nowhere"], "image folder not found"),
+        (["--source=folder:"], "--source=folder:: a folder must follow the colon"),
         (
             ["--source=folder:{d}/mixed_sizes"],
             "3 different sizes (8x8, 9x9, 10x10); resize them on loading with --load_size=N",

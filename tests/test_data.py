@@ -230,6 +230,8 @@ def test_tfds_with_mock_data_and_missing_dataset(tmp_path):
     assert len(data.class_names) == 10 and len(data.test) == 24
     with pytest.raises(DataError, match="not prepared under .*tfds build cifar10"):
         load_source("tfds:cifar10", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="--source=tfds:: a dataset name must follow the colon"):
+        load_source("tfds:")
     with pytest.raises(DataError, match="'celeb_a' has no .image, label. pair of supervised"):
         load_source("tfds:celeb_a", data_dir=str(tmp_path))  # attributes, not one class
 

@@ -568,6 +568,9 @@ def load_source(
     """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``,
     its images brought to ``image_size`` x ``image_size`` by ``resize`` when given."""
     kind, _, arg = source.partition(":")
+    if kind in ("tfds", "folder", "npz") and not arg.strip():
+        what = {"tfds": "a dataset name", "folder": "a folder", "npz": "an .npz file"}[kind]
+        raise DataError(f"--source={source}: {what} must follow the colon")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
         data = load_mnist5k(channels)
     elif kind == "tfds":

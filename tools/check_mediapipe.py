@@ -11,8 +11,14 @@ pins absl-py 1. This script imports neither tfclf nor TensorFlow. MediaPipe's cl
 takes RGB models only (it refuses a 1-channel input tensor), and it reports the file's
 outputs, logits for tfclf files, as "scores": their order is the classes', they are not
 probabilities.
+
+MediaPipe squashes the whole image to the model's size (its ImageToTensorCalculator keeps
+no aspect ratio). A model trained with ``--load_resize=crop`` (the file's tfclf card says
+so) is given the centred square as its region of interest, and a ``pad`` model an image
+padded to a square with black, as an app calling MediaPipe would have to do.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +26,21 @@ import numpy as np
 from PIL import Image
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def prepare(image, resize: str):
+    """(image, region of interest) for MediaPipe that give the model what tfclf's
+    ``--load_resize`` gave it in training."""
+    from mediapipe.tasks.python.components.containers.rect import RectF
+    from PIL import ImageOps
+
+    w, h = image.size
+    if resize == "pad":
+        return ImageOps.pad(image, (max(w, h),) * 2, color=0), None
+    if resize == "crop" and w != h:
+        dx, dy = (1 - min(w, h) / w) / 2, (1 - min(w, h) / h) / 2
+        return image, RectF(left=dx, top=dy, right=1 - dx, bottom=1 - dy)
+    return image, None
 
 
 def main(model: str, folder: str) -> int:
@@ -47,6 +68,9 @@ def main(model: str, folder: str) -> int:
         f"{image.content.contentProperties.colorSpace}, mean {norm.mean.tolist()}, std "
         f"{norm.std.tolist()}), labels in {labels.name.decode()}"
     )
+    card = json.loads(root.Buffers(entries[b"tfclf_model_card"]).DataAsNumpy().tobytes())
+    resize = card["input"].get("resize", {}).get("mode", "squash")
+    print(f"resize: {resize} (the file's tfclf card)")
     if image.content.contentProperties.colorSpace == meta.ColorSpaceType.GRAYSCALE:
         sys.exit(f"error: {model} takes grayscale images; MediaPipe's classifier takes RGB only")
     options = vision.ImageClassifierOptions(
@@ -56,8 +80,11 @@ def main(model: str, folder: str) -> int:
     right = total = 0
     for class_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
         for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in EXTENSIONS):
-            pixels = np.asarray(Image.open(path).convert("RGB"))
-            result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels))
+            image, roi = prepare(Image.open(path).convert("RGB"), resize)
+            result = classifier.classify(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.asarray(image)),
+                vision.ImageProcessingOptions(region_of_interest=roi),
+            )
             right += result.classifications[0].categories[0].category_name == class_dir.name
             total += 1
     classifier.close()

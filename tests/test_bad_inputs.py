@@ -35,6 +35,7 @@ CASES = {
         (["--source=folder:{d}/one_class_folder"], "a classifier needs at least 2"),
         (["--source=folder:{d}/nowhere"], "image folder not found"),
         (["--source=folder:"], "--source=folder:: a folder must follow the colon"),
+        (["--source=csv:{d}/nowhere.csv"], "CSV file not found: {d}/nowhere.csv"),
         (
             ["--source=folder:{d}/mixed_sizes"],
             "3 different sizes (8x8, 9x9, 10x10); resize them on loading with --load_size=N",

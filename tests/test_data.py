@@ -315,6 +315,41 @@ def test_tfds_images_of_varying_size_are_resized_not_padded_with_black(tmp_path)
     assert (padded.train.images == 0).any(axis=(1, 2, 3)).mean() > 0.8  # bars on non-square ones
 
 
+def test_csv_source_as_kaggle_ships_it(tmp_path):
+    # labels.csv beside a train_images/ folder, ids without their extension, string labels
+    (tmp_path / "train_images").mkdir()
+    rows = ["image_id,breed"]
+    for i in range(12):
+        value = 40 if i % 3 == 0 else 200
+        Image.fromarray(np.full((10, 10), value, np.uint8)).save(
+            tmp_path / "train_images" / f"img{i}.png"
+        )
+        rows.append(f"img{i},{'beagle' if i % 3 == 0 else 'akita'}")
+    rows += ["gone,akita", "img0.png,"]  # a missing file; a row without a label
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="names a file in .*; pass the images' folder with"):
+        load_source(f"csv:{tmp_path / 'labels.csv'}")
+    data = load_source(f"csv:{tmp_path / 'labels.csv'}", data_dir=str(tmp_path / "train_images"))
+    assert data.class_names == ["akita", "beagle"] and list(data.train.counts(2)) == [8, 4]
+    assert data.train.images.shape == (12, 10, 10, 1)
+    assert all(
+        (img == (40 if y else 200)).all() for img, y in zip(data.train.images, data.train.labels)
+    )
+    assert sorted(why.split(" in ")[0] for _, why in data.skipped) == ["listed", "no label"]
+    # three columns: the one named label is the label; integer labels sort as numbers
+    lines = ["id,label,notes"] + [
+        f"train_images/img{i}.png,{10 if i % 2 else 9},x" for i in range(12)
+    ]
+    (tmp_path / "numbers.csv").write_text("\n".join(lines))
+    data = load_source(f"csv:{tmp_path / 'numbers.csv'}", image_size=6, resize="crop")
+    assert data.class_names == ["9", "10"] and data.train.images.shape == (12, 6, 6, 1)
+    (tmp_path / "which.csv").write_text("id,a,b\ntrain_images/img0.png,1,2\n")
+    with pytest.raises(DataError, match="which column is the label"):
+        load_source(f"csv:{tmp_path / 'which.csv'}")
+    with pytest.raises(DataError, match="CSV file not found"):
+        load_source(f"csv:{tmp_path / 'nowhere.csv'}")
+
+
 def test_load_size_resizes_in_memory_sources_too():
     data = load_source("mnist5k", image_size=32)
     assert data.train.images.shape == (5000, 32, 32, 1)

@@ -124,8 +124,10 @@ class TrainConfig:
         help="Model builder overrides as a Python dict literal, e.g. "
         "\"{'se_ratio': 8, 'dropout': 0.3}\".",
     )
-    source: str = field("mnist5k", "mnist5k | tfds:NAME | folder:PATH | npz:PATH.")
-    data_dir: str | None = field(None, "TFDS data_dir (datasets prepared offline).")
+    source: str = field("mnist5k", "mnist5k | tfds:NAME | folder:PATH | csv:FILE | npz:PATH.")
+    data_dir: str | None = field(
+        None, "TFDS data_dir (datasets prepared offline); for csv:FILE, the images' folder."
+    )
     download: bool = field(False, "Allow TFDS to download (needs network).")
     channels: int | None = field(None, "Convert images to 1 or 3 channels (default: source's).")
     load_size: int | None = field(

@@ -9,11 +9,13 @@ on a tensor, far from ever limiting training.
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import dataclasses
 import gzip
 import importlib.util
 import itertools
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -370,6 +372,16 @@ def fit_arrays(images, size: int, resize: str = "squash", where: str | None = No
     return np.stack(fitted)
 
 
+def _warn_skipped(skipped: list, where, most: int = 50) -> None:
+    """One warning listing the (path, reason) pairs of unusable files, at most ``most``."""
+    if skipped:
+        listing = "".join(f"\n  {p}: {why}" for p, why in skipped[:most])
+        more = f"\n  ... and {len(skipped) - most} more" if len(skipped) > most else ""
+        logging.warning(
+            "skipped %d unusable file(s) in %s:%s%s", len(skipped), where, listing, more
+        )
+
+
 def is_hidden(name: str) -> bool:
     """Dot files and folders, and the ``__MACOSX`` folder that a zip made on a Mac unpacks
     to: never data."""
@@ -480,9 +492,7 @@ def load_folder(
         else:
             kind = "colour images, 3 channels (--channels to convert)"
         logging.info("%s: %s", root, kind)
-    if all_skipped:
-        listing = "\n".join(f"  {p}: {why}" for p, why in all_skipped)
-        logging.warning("skipped %d unusable file(s) in %s:\n%s", len(all_skipped), root, listing)
+    _warn_skipped(all_skipped, root)
     return ImageData(
         f"folder:{root}",
         classes,
@@ -490,6 +500,102 @@ def load_folder(
         splits.get("val"),
         splits.get("test"),
         skipped=all_skipped,
+    )
+
+
+# ----------------------------------------------------------------------------- CSV
+
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+
+
+def _resolve(folder: Path, name: str) -> Path | None:
+    """The file ``name`` names in ``folder``: as given, or with an image extension added
+    (Kaggle's CSVs often list ids without one)."""
+    path = folder / name.strip()
+    if path.is_file():
+        return path
+    for ext in IMAGE_EXTENSIONS:
+        if (candidate := path.with_name(path.name + ext)).is_file():
+            return candidate
+    return None
+
+
+def load_csv(
+    path: str | os.PathLike,
+    *,
+    image_dir: str | os.PathLike | None = None,
+    channels: int | None = None,
+    size: int | None = None,
+    resize: str = "squash",
+    workers: int | None = None,
+) -> ImageData:
+    """Images listed in a CSV file with their labels, as Kaggle ships many datasets (and as
+    Keras' ``flow_from_dataframe`` read them): a header row, then one row an image. The image
+    column is the first whose value names a file in ``image_dir`` (default: the CSV's
+    folder), with or without its extension; the label column is the other one of two, or
+    the one named label, class, category or target. Classes are the labels sorted (as
+    numbers when all are integers). Files are decoded as a folder's are; rows whose file is
+    missing or unreadable are skipped and listed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path}")
+    folder = Path(image_dir) if image_dir else path.parent
+    if not folder.is_dir():
+        raise DataError(f"--data_dir: no folder {folder} for the images of {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read it as CSV ({e})") from None
+    if len(rows) < 2 or len(rows[0]) < 2:
+        raise DataError(f"{path}: needs a header row and rows of (image, label) columns")
+    header, rows = [h.strip() for h in rows[0]], rows[1:]
+    if bad := [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]:
+        raise DataError(
+            f"{path}: line(s) {', '.join(map(str, bad[:5]))} have not {len(header)} columns"
+        )
+    image_col = next((c for c in range(len(header)) if _resolve(folder, rows[0][c])), None)
+    if image_col is None:
+        raise DataError(
+            f"{path}: no column of its first row ({', '.join(rows[0])}) names a file in "
+            f"{folder}; pass the images' folder with --data_dir"
+        )
+    others = [c for c in range(len(header)) if c != image_col]
+    named = [c for c in others if header[c].lower() in LABEL_COLUMNS]
+    if len(others) > 1 and len(named) != 1:
+        raise DataError(
+            f"{path}: which column is the label? Name it one of {', '.join(LABEL_COLUMNS)}, "
+            f"or keep two columns (image, label); found {', '.join(header)}"
+        )
+    label_col = named[0] if len(others) > 1 else others[0]
+    labels = [r[label_col].strip() for r in rows]
+    numeric = all(re.fullmatch(r"-?\d+", v) for v in labels if v)
+    classes = sorted(set(labels) - {""}, key=int if numeric else None)
+    files, kept_labels, skipped = [], [], []
+    for r, label in zip(rows, labels):
+        if not label:
+            skipped.append((folder / r[image_col].strip(), f"no label in {path.name}"))
+        elif (file := _resolve(folder, r[image_col])) is None:
+            skipped.append((folder / r[image_col].strip(), f"listed in {path.name}, not found"))
+        else:
+            files.append(file)
+            kept_labels.append(classes.index(label))
+    decoded = _decode_all(path, files, channels, size, resize, workers)
+    images, kept = [], []
+    for file, label, (arr, problem) in zip(files, kept_labels, decoded):
+        if problem:
+            skipped.append((file, problem))
+        else:
+            images.append(arr)
+            kept.append(label)
+    if channels is None and any(a.shape[-1] == 3 for a in images):
+        images = [to_channels(a, 3) for a in images]
+    _warn_skipped(skipped, path)
+    counts = np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(classes))
+    if empty := [c for c, n in zip(classes, counts) if n == 0]:
+        raise DataError(f"{path}: class(es) {', '.join(empty[:5])} have no usable image")
+    return ImageData(
+        f"csv:{path}", classes, Split(_stack(images, path), np.asarray(kept)), skipped=skipped
     )
 
 
@@ -565,11 +671,14 @@ def load_source(
     resize: str = "squash",
     download: bool = False,
 ) -> ImageData:
-    """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``npz:PATH``,
+    """Loads ``mnist5k`` | ``tfds:NAME`` | ``folder:PATH`` (or a directory) | ``csv:FILE``
+    (images in ``data_dir``, default the CSV's folder) | ``npz:PATH``,
     its images brought to ``image_size`` x ``image_size`` by ``resize`` when given."""
     kind, _, arg = source.partition(":")
-    if kind in ("tfds", "folder", "npz") and not arg.strip():
-        what = {"tfds": "a dataset name", "folder": "a folder", "npz": "an .npz file"}[kind]
+    if kind in ("tfds", "folder", "npz", "csv") and not arg.strip():
+        what = {"tfds": "a dataset name", "folder": "a folder", "npz": "an .npz file"}.get(
+            kind, "a .csv file"
+        )
         raise DataError(f"--source={source}: {what} must follow the colon")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
         data = load_mnist5k(channels)
@@ -579,13 +688,16 @@ def load_source(
         )
     elif kind == "folder":
         data = load_folder(arg, channels=channels, size=image_size, resize=resize)
+    elif kind == "csv":
+        data = load_csv(arg, image_dir=data_dir, channels=channels, size=image_size, resize=resize)
     elif kind == "npz" or source.endswith(".npz"):
         data = load_npz(arg if kind == "npz" else source, channels=channels)
     elif Path(source).is_dir():
         data = load_folder(source, channels=channels, size=image_size, resize=resize)
     else:
         raise DataError(
-            f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH or npz:PATH"
+            f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH, csv:FILE or "
+            "npz:PATH"
         )
     if image_size:  # in-memory sources (folders and TFDS photos were fitted as they loaded)
         for split in (data.train, data.val, data.test):

@@ -9,8 +9,10 @@ from absl import flags
 import tfclf  # noqa: F401  (first: Keras 2 and oneDNN chosen before TensorFlow loads)
 from tfclf import cli
 
-flags.DEFINE_string("source", "mnist5k", "Data source (mnist5k, tfds:NAME, folder:PATH, npz:PATH).")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+flags.DEFINE_string(
+    "source", "mnist5k", "Data source (mnist5k, tfds:NAME, folder:PATH, csv:FILE, npz:PATH)."
+)
+flags.DEFINE_string("data_dir", None, "TFDS data_dir; for csv:FILE, the images' folder.")
 flags.DEFINE_integer("image_size", None, "Resize to this size (default: the source's).")
 flags.DEFINE_string("augment", "random_crop(4)|flip_lr|cutmix(0.5)", "Augmentation string.")
 flags.DEFINE_integer("num", 32, "Images to show.")

@@ -99,6 +99,7 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
         "report/report.json",
         "report/report.md",
         "report/confusion_matrix.png",
+        "report/per_class.png",
         "report/curves.png",
     ):
         assert (run / rel).exists(), rel

@@ -140,8 +140,10 @@ def markdown_report(report: dict, curves: bool = False) -> str:
         lines.append("No mistakes.")
     lines += [
         "",
-        "Figures: `confusion_matrix.png`, `examples/` (per class: the most confident right and "
-        "wrong images)" + (", `curves.png`" if curves else "") + ".",
+        "Figures: `per_class.png` (these scores as bars), `confusion_matrix.png`, `examples/` "
+        "(per class: the most confident right and wrong images)"
+        + (", `curves.png`" if curves else "")
+        + ".",
         "",
     ]
     return "\n".join(lines)
@@ -178,6 +180,28 @@ def plot_confusion(cm: np.ndarray, class_names, path):
                         color="white" if m[i, j] > thresh else "black",
                     )
         fig.colorbar(im, ax=ax, fraction=0.046)
+    return save_figure(fig, path)
+
+
+def plot_per_class(per_class: list[dict], path):
+    """Every class's F1 as a bar with its precision and recall as ticks, worst F1 at the
+    top, each labelled with its image count: which classes fail, and whether the rare ones
+    do (report 002's 91 unbalanced classes)."""
+    rows = sorted(per_class, key=lambda c: (c["f1"], c["class"]))
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(rows) + 1.2)))
+    ax.barh(y, [c["f1"] for c in rows], color="tab:blue", alpha=0.5, label="F1")
+    for key, colour in (("precision", "tab:green"), ("recall", "tab:red")):
+        ax.plot([c[key] for c in rows], y, "|", color=colour, ms=9, mew=2, label=key)
+    ax.set_yticks(y, [f"{c['class']} ({c['support']})" for c in rows], fontsize=7)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the worst at the top, no padding
+    low = min(min(c[k] for k in ("f1", "precision", "recall")) for c in rows)
+    start = max(0.0, np.floor((low - 0.02) * 10) / 10)
+    ax.set_xlim(start, 1.0)
+    ax.set_xlabel(f"score (the axis starts at {start:.1f})")
+    ax.set_title("per class, worst F1 first (images in the split)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / fig.get_figheight()), ncol=3)
     return save_figure(fig, path)
 
 
@@ -268,6 +292,7 @@ def write_report(
     plot_confusion(
         np.array(metrics["confusion_matrix"]), class_names, out_dir / "confusion_matrix.png"
     )
+    plot_per_class(metrics["per_class"], out_dir / "per_class.png")
     example_grids(
         split,
         logits,

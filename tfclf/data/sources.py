@@ -425,7 +425,15 @@ def _scan_class_folders(
                 continue
             files.append(path)
             labels.append(label)
-    decoded = _decode_all(root, files, channels, size, resize, workers)
+    split = _decode_labelled(root, files, labels, classes, skipped, channels, size, resize, workers)
+    return classes, split, skipped
+
+
+def _decode_labelled(where, files, labels, classes, skipped, channels, size, resize, workers):
+    """The Split of ``files`` (with their ``labels``) decoded by ``_decode_all``; files that
+    fail are added to ``skipped`` with the reason. Gray images among colour ones are widened
+    (``channels`` None), and a class left with no image is an error naming ``where``."""
+    decoded = _decode_all(where, files, channels, size, resize, workers)
     images, kept = [], []
     for path, label, (arr, problem) in zip(files, labels, decoded):
         if problem:
@@ -434,12 +442,14 @@ def _scan_class_folders(
             images.append(arr)
             kept.append(label)
     counts = np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(classes))
-    for cls, n in zip(classes, counts):
-        if n == 0:
-            raise DataError(f"class {cls!r} in {root} has no usable image")
+    if empty := [cls for cls, n in zip(classes, counts) if n == 0]:
+        raise DataError(
+            f"class {empty[0]!r} in {where} has no usable image"
+            + (f" (nor {len(empty) - 1} more)" if len(empty) > 1 else "")
+        )
     if channels is None and any(a.shape[-1] == 3 for a in images):
         images = [to_channels(a, 3) for a in images]
-    return classes, Split(_stack(images, root), np.asarray(kept)), skipped
+    return Split(_stack(images, where), np.asarray(kept))
 
 
 def load_folder(
@@ -580,23 +590,11 @@ def load_csv(
         else:
             files.append(file)
             kept_labels.append(classes.index(label))
-    decoded = _decode_all(path, files, channels, size, resize, workers)
-    images, kept = [], []
-    for file, label, (arr, problem) in zip(files, kept_labels, decoded):
-        if problem:
-            skipped.append((file, problem))
-        else:
-            images.append(arr)
-            kept.append(label)
-    if channels is None and any(a.shape[-1] == 3 for a in images):
-        images = [to_channels(a, 3) for a in images]
-    _warn_skipped(skipped, path)
-    counts = np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(classes))
-    if empty := [c for c, n in zip(classes, counts) if n == 0]:
-        raise DataError(f"{path}: class(es) {', '.join(empty[:5])} have no usable image")
-    return ImageData(
-        f"csv:{path}", classes, Split(_stack(images, path), np.asarray(kept)), skipped=skipped
+    split = _decode_labelled(
+        path, files, kept_labels, classes, skipped, channels, size, resize, workers
     )
+    _warn_skipped(skipped, path)
+    return ImageData(f"csv:{path}", classes, split, skipped=skipped)
 
 
 # ----------------------------------------------------------------------------- arrays

@@ -372,6 +372,18 @@ def fit_arrays(images, size: int, resize: str = "squash", where: str | None = No
     return np.stack(fitted)
 
 
+def _log_channels(images: np.ndarray, where) -> None:
+    """Says which channel count the files' own colour gave and how to change it."""
+    if images.shape[-1] == 1:
+        kind = "grayscale images, 1 channel (--channels to convert)"
+    elif all(np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
+             for x in images):  # fmt: skip
+        kind = "colour files of gray content, 3 channels (--channels=1 trains on one)"
+    else:
+        kind = "colour images, 3 channels (--channels to convert)"
+    logging.info("%s: %s", where, kind)
+
+
 def _warn_skipped(skipped: list, where, most: int = 50) -> None:
     """One warning listing the (path, reason) pairs of unusable files, at most ``most``."""
     if skipped:
@@ -492,16 +504,7 @@ def load_folder(
             root, channels, size, resize, workers=workers
         )
     if channels is None:
-        images = splits["train"].images
-        found = images.shape[-1]
-        if found == 1:
-            kind = "grayscale images, 1 channel (--channels to convert)"
-        elif all(np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])
-                 for x in images):  # fmt: skip
-            kind = "colour files of gray content, 3 channels (--channels=1 trains on one)"
-        else:
-            kind = "colour images, 3 channels (--channels to convert)"
-        logging.info("%s: %s", root, kind)
+        _log_channels(splits["train"].images, root)
     _warn_skipped(all_skipped, root)
     return ImageData(
         f"folder:{root}",
@@ -593,6 +596,8 @@ def load_csv(
     split = _decode_labelled(
         path, files, kept_labels, classes, skipped, channels, size, resize, workers
     )
+    if channels is None:
+        _log_channels(split.images, path)
     _warn_skipped(skipped, path)
     return ImageData(f"csv:{path}", classes, split, skipped=skipped)
 

@@ -343,6 +343,9 @@ def test_csv_source_as_kaggle_ships_it(tmp_path):
     (tmp_path / "numbers.csv").write_text("\n".join(lines))
     data = load_source(f"csv:{tmp_path / 'numbers.csv'}", image_size=6, resize="crop")
     assert data.class_names == ["9", "10"] and data.train.images.shape == (12, 6, 6, 1)
+    semicolons = [line.replace(",", ";") for line in lines]  # a European spreadsheet's export
+    (tmp_path / "semicolons.csv").write_text("\r\n".join(semicolons))
+    assert load_source(f"csv:{tmp_path / 'semicolons.csv'}").class_names == ["9", "10"]
     (tmp_path / "which.csv").write_text("id,a,b\ntrain_images/img0.png,1,2\n")
     with pytest.raises(DataError, match="which column is the label"):
         load_source(f"csv:{tmp_path / 'which.csv'}")

@@ -557,7 +557,12 @@ def load_csv(
         raise DataError(f"--data_dir: no folder {folder} for the images of {path}")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+            try:  # commas, or the semicolons and tabs of other spreadsheets' exports
+                dialect = csv.Sniffer().sniff(f.read(65536), delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
+            f.seek(0)
+            rows = [r for r in csv.reader(f, dialect) if any(cell.strip() for cell in r)]
     except (UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read it as CSV ({e})") from None
     if len(rows) < 2 or len(rows[0]) < 2:

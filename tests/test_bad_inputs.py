@@ -80,6 +80,10 @@ CASES = {
             "five.tflite has 5 classes; the run's data has 3",
         ),
         (
+            ["--run_dir={run}", "--source=folder:{d}/animals"],
+            "--source: class(es) cat, dog of folder:{d}/animals are not the model's (0, 1, 2)",
+        ),
+        (
             ["--run_dir={run}", "--file={d}/animals.tflite"],
             "names its classes cat, dog, cow (from the file's model card); the run's are 0, 1, 2",
         ),
@@ -144,6 +148,9 @@ def _make_bad_files(d: Path) -> None:
     _write_tflite(d / "five.tflite", ["0", "1", "2", "3", "4"])
     _write_tflite(d / "animals.tflite", ["cat", "dog", "cow"])
     (d / "a_file").write_text("a file where a directory is expected\n")
+    for cls in ("cat", "dog"):
+        (d / "animals" / cls).mkdir(parents=True)
+        Image.fromarray(x[0]).save(d / "animals" / cls / "0.png")
 
 
 def _write_tflite(path: Path, classes: list[str]) -> None:
@@ -168,6 +175,7 @@ def _make_earlier_run(run: Path, d: Path) -> None:
         f"--run_dir={run}\n--model=lenet5\n--model_args={{}}\n--source=npz:{d}/good.npz\n"
     )
     (run / "history.json").write_text('{"epochs": [{"stage": 0, "epoch": 1, "loss": 1.0}]}')
+    (run / "classes.json").write_text('["0", "1", "2"]')
     (run / "normalizer.json").write_text('{"mean": [0.5], "std": [0.25]}')
     (run / "best_model" / "model.keras").write_bytes(b"earlier model bytes")
     (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')

@@ -543,6 +543,12 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
     proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))
     assert proc.returncode == 2 and "has 3 channel(s) but the model takes 1" in proc.stderr
+    # evaluate's full report on another labelled set: the same images, the same score
+    proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--source=folder:{folder}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"top-1 {acc:.4f}" in proc.stdout
+    report = json.loads((run_dir / "report_on_digits" / "report.json").read_text())
+    assert report["examples"] == 40 and report["split"] == f"folder:{folder}"
     # evaluate scores an exported file on the run's own split, computed by the file
     proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -3,7 +3,10 @@
 Reads the run's resolved flags (``RUN_DIR/flags.txt``) for its data and scores its
 deployable model (``best_model/model.keras``, which takes raw pixels) on
 ``--split=val|test|train``. ``--file=F`` scores an exported file instead (a ``.tflite``,
-``.keras`` or SavedModel), computed by that file on the run's split.
+``.keras`` or SavedModel), computed by that file on the run's split. ``--source=S`` (with
+``--data_dir`` for TFDS and CSV) scores every image of another labelled set instead,
+loaded as the run loaded its own (channels, ``--load_size``, ``--load_resize``); its
+classes are matched to the model's by name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ from tfclf import cli
 cli.define_train_flags()  # --run_dir and the data flags, set from the run's flags.txt
 flags.declare_key_flag("run_dir")  # listed by --help
 flags.DEFINE_enum("split", "val", ["val", "test", "train"], "Split to evaluate.")
-flags.DEFINE_string("out", None, "Report directory (default: RUN_DIR/report or report_SPLIT).")
+flags.DEFINE_string(
+    "out",
+    None,
+    "Report directory (default: RUN_DIR/report, report_SPLIT, or report_on_NAME for --source).",
+)
 flags.DEFINE_string(
     "file", None, "Score this exported file (.tflite, .keras, SavedModel) on the run's split."
 )
@@ -29,21 +36,19 @@ def main(argv):
     cli.quiet_library_info()
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
-    split_name, out = FLAGS.split, FLAGS.out
+    # given on the command line, before the run's flags.txt is read over them
+    other = {k: FLAGS[k].value for k in ("source", "data_dir") if FLAGS[k].present}
+    split_name, out = (other["source"], FLAGS.out) if other else (FLAGS.split, FLAGS.out)
     if FLAGS.file:
-        return score_file(run, FLAGS.file, split_name)
+        return score_file(run, FLAGS.file, split_name, other)
     if not model_path.exists():
         raise cli.UsageError(f"{model_path} not found: is {run} a finished tfclf run?")
-    cfg = cli.load_run_flags(run)
-    from tfclf.data import Normalizer, prepare_data
+    from tfclf.data import Normalizer
     from tfclf.export import trained_part
     from tfclf.export.load import load_keras_model
     from tfclf.report import write_report
 
-    data, _ = prepare_data(cfg)
-    split = getattr(data, split_name)
-    if split is None:
-        raise cli.UsageError(f"{cfg.source} has no {split_name} split")
+    split, class_names = evaluation_split(run, split_name, other)
     model = load_keras_model(model_path)
     # Runs older than the raw-pixel export hold a model that takes normalised images.
     norm = (
@@ -53,12 +58,15 @@ def main(argv):
     )
     history_path = run / "history.json"
     history = json.loads(history_path.read_text())["epochs"] if history_path.exists() else None
-    out = Path(out) if out else run / ("report" if split_name == "val" else f"report_{split_name}")
+    if out is None:
+        name = "report" if split_name == "val" else f"report_{split_name}"
+        out = run / (f"report_on_{Path(other['source'].split(':')[-1]).stem}" if other else name)
+    out = Path(out)
     report = write_report(
         out,
         model,
         split,
-        data.class_names,
+        class_names,
         norm,
         image_size=model.input_shape[1],
         history=history,
@@ -71,9 +79,47 @@ def main(argv):
     return 0
 
 
-def score_file(run: Path, model: str, split_name: str) -> int:
-    """Top-1 of an exported file on the run's split, computed by the file itself."""
-    from tfclf.data import prepare_data
+def evaluation_split(run: Path, split_name: str, other: dict):
+    """(split, class names): the run's ``split_name`` split, or with ``other`` (``source``
+    and ``data_dir``) every image of that source, loaded as the run loads its data, with
+    its labels mapped onto the run's classes by name."""
+    import numpy as np
+
+    from tfclf.data import Split, prepare_data
+    from tfclf.data.sources import load_source
+
+    cfg = cli.load_run_flags(run)
+    if not other:
+        data, _ = prepare_data(cfg)
+        split = getattr(data, split_name)
+        if split is None:
+            raise cli.UsageError(f"{cfg.source} has no {split_name} split")
+        return split, [str(n) for n in data.class_names]
+    classes = run / "classes.json"
+    if not classes.exists():
+        raise cli.UsageError(f"{classes} not found: is {run} a finished tfclf run?")
+    names = [str(n) for n in json.loads(classes.read_text())]
+    data = load_source(
+        other["source"],
+        data_dir=other.get("data_dir"),
+        channels=cfg.channels,
+        image_size=cfg.load_size,
+        resize=cfg.load_resize,
+    )
+    if unknown := [c for c in data.class_names if c not in names]:
+        raise cli.UsageError(
+            f"--source: class(es) {_listed(unknown)} of {other['source']} are not the "
+            f"model's ({_listed(names)})"
+        )
+    index = np.array([names.index(c) for c in data.class_names])
+    splits = [s for s in (data.train, data.val, data.test) if s is not None]
+    images = np.concatenate([s.images for s in splits])
+    return Split(images, index[np.concatenate([s.labels for s in splits])]), names
+
+
+def score_file(run: Path, model: str, split_name: str, other: dict) -> int:
+    """Top-1 of an exported file on the run's split (or ``other`` source), computed by the
+    file itself."""
     from tfclf.data.pipeline import resize_images
     from tfclf.data.sources import to_channels
     from tfclf.export.load import ModelFileError, load_classifier
@@ -82,11 +128,7 @@ def score_file(run: Path, model: str, split_name: str) -> int:
         clf = load_classifier(model)
     except ModelFileError as e:
         raise cli.UsageError(f"--file: {e}") from None
-    data, _ = prepare_data(cli.load_run_flags(run))
-    split = getattr(data, split_name)
-    if split is None:
-        raise cli.UsageError(f"the run's source has no {split_name} split")
-    names = [str(n) for n in data.class_names]
+    split, names = evaluation_split(run, split_name, other)
     if len(clf.class_names) != len(names):
         raise cli.UsageError(
             f"--file: {model} has {len(clf.class_names)} classes; the run's data has {len(names)}"

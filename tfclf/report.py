@@ -109,7 +109,9 @@ def markdown_report(report: dict, curves: bool = False) -> str:
     first, the most confused pairs, the figures (``curves``: with ``curves.png``)."""
     m = report["model"]
     lines = [
-        f"# Evaluation: {report['split']} split, {report['examples']:,} images",
+        f"# Evaluation: {report['split']}"
+        + (" split" if report["split"] in ("val", "test", "train") else "")
+        + f", {report['examples']:,} images",
         "",
         f"top-1 **{100 * report['top1']:.2f} %**"
         + (f", top-5 {100 * report['top5']:.2f} %" if "top5" in report else "")

@@ -37,7 +37,9 @@ def main(argv):
     run = Path(FLAGS.run_dir)
     model_path = run / "best_model" / "model.keras"
     # given on the command line, before the run's flags.txt is read over them
-    other = {k: FLAGS[k].value for k in ("source", "data_dir") if FLAGS[k].present}
+    other = {}
+    if FLAGS["source"].present:
+        other = {k: FLAGS[k].value for k in ("source", "data_dir") if FLAGS[k].present}
     split_name, out = (other["source"], FLAGS.out) if other else (FLAGS.split, FLAGS.out)
     if FLAGS.file:
         return score_file(run, FLAGS.file, split_name, other)

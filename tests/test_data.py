@@ -349,6 +349,11 @@ def test_csv_source_as_kaggle_ships_it(tmp_path):
     (tmp_path / "which.csv").write_text("id,a,b\ntrain_images/img0.png,1,2\n")
     with pytest.raises(DataError, match="which column is the label"):
         load_source(f"csv:{tmp_path / 'which.csv'}")
+    (tmp_path / "short.csv").write_text(
+        "id,label\ntrain_images/img0.png,a\ntrain_images/img1.png\n"
+    )
+    with pytest.raises(DataError, match="line.s. 3 do not have the header's 2 columns"):
+        load_source(f"csv:{tmp_path / 'short.csv'}")
     with pytest.raises(DataError, match="CSV file not found"):
         load_source(f"csv:{tmp_path / 'nowhere.csv'}")
 

@@ -570,7 +570,8 @@ def load_csv(
     header, rows = [h.strip() for h in rows[0]], rows[1:]
     if bad := [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]:
         raise DataError(
-            f"{path}: line(s) {', '.join(map(str, bad[:5]))} have not {len(header)} columns"
+            f"{path}: line(s) {', '.join(map(str, bad[:5]))} do not have the header's "
+            f"{len(header)} columns"
         )
     image_col = next((c for c in range(len(header)) if _resolve(folder, rows[0][c])), None)
     if image_col is None:
@@ -589,6 +590,7 @@ def load_csv(
     labels = [r[label_col].strip() for r in rows]
     numeric = all(re.fullmatch(r"-?\d+", v) for v in labels if v)
     classes = sorted(set(labels) - {""}, key=int if numeric else None)
+    index = {c: i for i, c in enumerate(classes)}
     files, kept_labels, skipped = [], [], []
     for r, label in zip(rows, labels):
         if not label:
@@ -597,7 +599,7 @@ def load_csv(
             skipped.append((folder / r[image_col].strip(), f"listed in {path.name}, not found"))
         else:
             files.append(file)
-            kept_labels.append(classes.index(label))
+            kept_labels.append(index[label])
     split = _decode_labelled(
         path, files, kept_labels, classes, skipped, channels, size, resize, workers
     )
@@ -684,9 +686,12 @@ def load_source(
     its images brought to ``image_size`` x ``image_size`` by ``resize`` when given."""
     kind, _, arg = source.partition(":")
     if kind in ("tfds", "folder", "npz", "csv") and not arg.strip():
-        what = {"tfds": "a dataset name", "folder": "a folder", "npz": "an .npz file"}.get(
-            kind, "a .csv file"
-        )
+        what = {
+            "tfds": "a dataset name",
+            "folder": "a folder",
+            "npz": "an .npz file",
+            "csv": "a .csv file",
+        }[kind]
         raise DataError(f"--source={source}: {what} must follow the colon")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
         data = load_mnist5k(channels)

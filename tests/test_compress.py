@@ -510,7 +510,8 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     for i in range(40):
         d = folder / str(labels[i])
         d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(images[i].squeeze(-1)).save(d / f"{i}.png")
+        digit = Image.fromarray(images[i].squeeze(-1))
+        (digit.resize((40, 40)) if i % 4 == 0 else digit).save(d / f"{i}.png")  # mixed sizes
     (folder / str(labels[0]) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     table = tmp_path / "predictions.csv"
     model = run_dir / "best_model" / "model.keras"
@@ -543,7 +544,8 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(rgb)
     proc = cli("tfclf.predict", f"--model={run_dir / 'best_model'}", str(rgb))
     assert proc.returncode == 2 and "has 3 channel(s) but the model takes 1" in proc.stderr
-    # evaluate's full report on another labelled set: the same images, the same score
+    # evaluate's full report on another labelled set: the same images, the same score (the
+    # run had no --load_size, so the 40 px ones are brought to the model's 28 px)
     proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--source=folder:{folder}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"top-1 {acc:.4f}" in proc.stdout

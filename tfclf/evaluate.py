@@ -5,8 +5,9 @@ deployable model (``best_model/model.keras``, which takes raw pixels) on
 ``--split=val|test|train``. ``--file=F`` scores an exported file instead (a ``.tflite``,
 ``.keras`` or SavedModel), computed by that file on the run's split. ``--source=S`` (with
 ``--data_dir`` for TFDS and CSV) scores every image of another labelled set instead,
-loaded as the run loaded its own (channels, ``--load_size``, ``--load_resize``); its
-classes are matched to the model's by name.
+loaded as the run loaded its own (channels, ``--load_size``, ``--load_resize``; a run
+without a load size gets the set's images at the model's size, so photos of any size
+work); its classes are matched to the model's by name.
 """
 
 from __future__ import annotations
@@ -101,11 +102,13 @@ def evaluation_split(run: Path, split_name: str, other: dict):
     if not classes.exists():
         raise cli.UsageError(f"{classes} not found: is {run} a finished tfclf run?")
     names = [str(n) for n in json.loads(classes.read_text())]
-    data = load_source(
+    card = run / "best_model" / "model_card.json"
+    model_size = json.loads(card.read_text())["input"]["shape"][1] if card.exists() else None
+    data = load_source(  # at the run's load size, else at the model's (photos of any size)
         other["source"],
         data_dir=other.get("data_dir"),
         channels=cfg.channels,
-        image_size=cfg.load_size,
+        image_size=cfg.load_size or model_size,
         resize=cfg.load_resize,
     )
     if unknown := [c for c in data.class_names if c not in names]:

@@ -346,6 +346,23 @@ def test_csv_source_as_kaggle_ships_it(tmp_path):
     semicolons = [line.replace(",", ";") for line in lines]  # a European spreadsheet's export
     (tmp_path / "semicolons.csv").write_text("\r\n".join(semicolons))
     assert load_source(f"csv:{tmp_path / 'semicolons.csv'}").class_names == ["9", "10"]
+    # a split column assigns rows to train/val/test (a class may be missing from test)
+    split_of = ["train"] * 8 + ["valid", "valid", "test", "test"]
+    lines = ["split,file,label"] + [
+        f"{sp},train_images/img{i}.png,{'ab'[i % 2]}" for i, sp in enumerate(split_of)
+    ]
+    (tmp_path / "splits.csv").write_text("\n".join(lines))
+    data = load_source(f"csv:{tmp_path / 'splits.csv'}")
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 2, 2)
+    assert data.val.labels.tolist() == [0, 1] and data.class_names == ["a", "b"]
+    (tmp_path / "no_train_b.csv").write_text(
+        "\n".join(
+            ["file,label,subset", "train_images/img0.png,a,train"]
+            + ["train_images/img1.png,b,test"]
+        )
+    )
+    with pytest.raises(DataError, match="class.es. b have no training image .column 'subset'"):
+        load_source(f"csv:{tmp_path / 'no_train_b.csv'}")
     (tmp_path / "which.csv").write_text("id,a,b\ntrain_images/img0.png,1,2\n")
     with pytest.raises(DataError, match="which column is the label"):
         load_source(f"csv:{tmp_path / 'which.csv'}")

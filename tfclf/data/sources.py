@@ -437,22 +437,26 @@ def _scan_class_folders(
                 continue
             files.append(path)
             labels.append(label)
-    split = _decode_labelled(root, files, labels, classes, skipped, channels, size, resize, workers)
+    split, _ = _decode_labelled(
+        root, files, labels, classes, skipped, channels, size, resize, workers
+    )
     return classes, split, skipped
 
 
 def _decode_labelled(where, files, labels, classes, skipped, channels, size, resize, workers):
-    """The Split of ``files`` (with their ``labels``) decoded by ``_decode_all``; files that
-    fail are added to ``skipped`` with the reason. Gray images among colour ones are widened
-    (``channels`` None), and a class left with no image is an error naming ``where``."""
+    """The Split of ``files`` (with their ``labels``) decoded by ``_decode_all``, and the
+    positions in ``files`` of its images; files that fail are added to ``skipped`` with the
+    reason. Gray images among colour ones are widened (``channels`` None), and a class left
+    with no image is an error naming ``where``."""
     decoded = _decode_all(where, files, channels, size, resize, workers)
-    images, kept = [], []
-    for path, label, (arr, problem) in zip(files, labels, decoded):
+    images, kept, positions = [], [], []
+    for i, (path, label, (arr, problem)) in enumerate(zip(files, labels, decoded)):
         if problem:
             skipped.append((path, problem))
         else:
             images.append(arr)
             kept.append(label)
+            positions.append(i)
     counts = np.bincount(np.asarray(kept, dtype=np.int64), minlength=len(classes))
     if empty := [cls for cls, n in zip(classes, counts) if n == 0]:
         raise DataError(
@@ -461,7 +465,7 @@ def _decode_labelled(where, files, labels, classes, skipped, channels, size, res
         )
     if channels is None and any(a.shape[-1] == 3 for a in images):
         images = [to_channels(a, 3) for a in images]
-    return Split(_stack(images, where), np.asarray(kept))
+    return Split(_stack(images, where), np.asarray(kept)), np.asarray(positions, dtype=np.int64)
 
 
 def load_folder(
@@ -519,6 +523,8 @@ def load_folder(
 # ----------------------------------------------------------------------------- CSV
 
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+SPLIT_COLUMNS = ("split", "subset", "set", "partition")
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def _resolve(folder: Path, name: str) -> Path | None:
@@ -546,9 +552,10 @@ def load_csv(
     Keras' ``flow_from_dataframe`` read them): a header row, then one row an image. The image
     column is the first whose value names a file in ``image_dir`` (default: the CSV's
     folder), with or without its extension; the label column is the other one of two, or
-    the one named label, class, category or target. Classes are the labels sorted (as
-    numbers when all are integers). Files are decoded as a folder's are; rows whose file is
-    missing or unreadable are skipped and listed."""
+    the one named label, class, category or target. A column named split, subset, set or
+    partition holding only train/val/valid/validation/test assigns each row to that split.
+    Classes are the labels sorted (as numbers when all are integers). Files are decoded as
+    a folder's are; rows whose file is missing or unreadable are skipped and listed."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"CSV file not found: {path}")
@@ -579,7 +586,16 @@ def load_csv(
             f"{path}: no column of its first row ({', '.join(rows[0])}) names a file in "
             f"{folder}; pass the images' folder with --data_dir"
         )
-    others = [c for c in range(len(header)) if c != image_col]
+    split_col = next(
+        (
+            c
+            for c in range(len(header))
+            if header[c].lower() in SPLIT_COLUMNS
+            and {r[c].strip().lower() for r in rows} <= set(SPLIT_NAMES)
+        ),
+        None,
+    )
+    others = [c for c in range(len(header)) if c not in (image_col, split_col)]
     named = [c for c in others if header[c].lower() in LABEL_COLUMNS]
     if len(others) > 1 and len(named) != 1:
         raise DataError(
@@ -591,7 +607,7 @@ def load_csv(
     numeric = all(re.fullmatch(r"-?\d+", v) for v in labels if v)
     classes = sorted(set(labels) - {""}, key=int if numeric else None)
     index = {c: i for i, c in enumerate(classes)}
-    files, kept_labels, skipped = [], [], []
+    files, kept_labels, kept_splits, skipped = [], [], [], []
     for r, label in zip(rows, labels):
         if not label:
             skipped.append((folder / r[image_col].strip(), f"no label in {path.name}"))
@@ -600,13 +616,29 @@ def load_csv(
         else:
             files.append(file)
             kept_labels.append(index[label])
-    split = _decode_labelled(
+            split = "train" if split_col is None else SPLIT_NAMES[r[split_col].strip().lower()]
+            kept_splits.append(split)
+    every, positions = _decode_labelled(
         path, files, kept_labels, classes, skipped, channels, size, resize, workers
     )
     if channels is None:
-        _log_channels(split.images, path)
+        _log_channels(every.images, path)
     _warn_skipped(skipped, path)
-    return ImageData(f"csv:{path}", classes, split, skipped=skipped)
+    of_split = np.asarray(kept_splits)[positions]
+    splits = {name: every.subset(of_split == name) for name in ("train", "val", "test")}
+    if missing := [c for c, n in zip(classes, splits["train"].counts(len(classes))) if n == 0]:
+        raise DataError(
+            f"{path}: class(es) {', '.join(missing[:5])} have no training image (column "
+            f"{header[split_col]!r})"
+        )
+    return ImageData(
+        f"csv:{path}",
+        classes,
+        splits["train"],
+        splits["val"] if len(splits["val"]) else None,
+        splits["test"] if len(splits["test"]) else None,
+        skipped=skipped,
+    )
 
 
 # ----------------------------------------------------------------------------- arrays

@@ -371,6 +371,9 @@ def test_csv_source_as_kaggle_ships_it(tmp_path):
     )
     with pytest.raises(DataError, match="line.s. 3 do not have the header's 2 columns"):
         load_source(f"csv:{tmp_path / 'short.csv'}")
+    (tmp_path / "unlabelled.csv").write_text("id,label\ntrain_images/img0.png,\n")
+    with pytest.raises(DataError, match="its label column 'label' is empty"):
+        load_source(f"csv:{tmp_path / 'unlabelled.csv'}")
     with pytest.raises(DataError, match="CSV file not found"):
         load_source(f"csv:{tmp_path / 'nowhere.csv'}")
 

@@ -606,6 +606,8 @@ def load_csv(
     labels = [r[label_col].strip() for r in rows]
     numeric = all(re.fullmatch(r"-?\d+", v) for v in labels if v)
     classes = sorted(set(labels) - {""}, key=int if numeric else None)
+    if not classes:
+        raise DataError(f"{path}: its label column {header[label_col]!r} is empty")
     index = {c: i for i, c in enumerate(classes)}
     files, kept_labels, kept_splits, skipped = [], [], [], []
     for r, label in zip(rows, labels):

@@ -260,6 +260,7 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("strategy", STRATEGIES),
             ("verbose", VERBOSITY),
+            ("load_resize", RESIZE_MODES),
         ):
             check(
                 getattr(self, name) in choices,
@@ -269,10 +270,6 @@ class TrainConfig:
         check(
             self.load_size is None or self.load_size > 0,
             f"--load_size must be positive, got {self.load_size}",
-        )
-        check(
-            self.load_resize in RESIZE_MODES,
-            f"--load_resize must be one of {', '.join(RESIZE_MODES)}, got {self.load_resize!r}",
         )
         check(
             self.load_resize == "squash" or self.load_size is not None,

@@ -41,7 +41,7 @@ def main(argv):
     other = {}
     if FLAGS["source"].present:
         other = {k: FLAGS[k].value for k in ("source", "data_dir") if FLAGS[k].present}
-    split_name, out = (other["source"], FLAGS.out) if other else (FLAGS.split, FLAGS.out)
+    split_name = other["source"] if other else FLAGS.split
     if FLAGS.file:
         return score_file(run, FLAGS.file, split_name, other)
     if not model_path.exists():
@@ -51,7 +51,7 @@ def main(argv):
     from tfclf.export.load import load_keras_model
     from tfclf.report import write_report
 
-    split, class_names = evaluation_split(run, split_name, other)
+    split, class_names = evaluation_split(run, split_name, other)  # bad data: before the model
     model = load_keras_model(model_path)
     # Runs older than the raw-pixel export hold a model that takes normalised images.
     norm = (
@@ -61,10 +61,12 @@ def main(argv):
     )
     history_path = run / "history.json"
     history = json.loads(history_path.read_text())["epochs"] if history_path.exists() else None
-    if out is None:
-        name = "report" if split_name == "val" else f"report_{split_name}"
-        out = run / (f"report_on_{Path(other['source'].split(':')[-1]).stem}" if other else name)
-    out = Path(out)
+    if FLAGS.out:
+        out = Path(FLAGS.out)
+    elif other:
+        out = run / f"report_on_{Path(other['source'].split(':')[-1]).stem}"
+    else:
+        out = run / ("report" if split_name == "val" else f"report_{split_name}")
     report = write_report(
         out,
         model,
@@ -84,8 +86,9 @@ def main(argv):
 
 def evaluation_split(run: Path, split_name: str, other: dict):
     """(split, class names): the run's ``split_name`` split, or with ``other`` (``source``
-    and ``data_dir``) every image of that source, loaded as the run loads its data, with
-    its labels mapped onto the run's classes by name."""
+    and ``data_dir``) every image of that source, loaded as the run loads its data (at the
+    model's size, from its card, when the run had no load size), with its labels mapped
+    onto the run's classes by name."""
     import numpy as np
 
     from tfclf.data import Split, prepare_data

@@ -71,9 +71,9 @@ def load_images(
     resize: str = "squash",
 ) -> tuple[np.ndarray, list, list]:
     """uint8 NHWC pixels brought to ``input_shape`` by ``resize``, the (path, label) kept,
-    and the (path, reason) skipped. A grayscale file for a colour model is widened, as training
-    widens a folder's grayscale files among colour ones; a colour file for a grayscale
-    model (often the wrong model) needs ``convert_channels``."""
+    and the (path, reason) skipped. A grayscale file for a colour model is widened, as
+    training widens a folder's grayscale files among colour ones; a colour file for a
+    grayscale model (often the wrong model) needs ``convert_channels``."""
     h, w, c = input_shape
     pixels, kept, skipped = [], [], []
     for path, label in items:
@@ -109,8 +109,9 @@ def classify(
     log: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, list, list]:
     """Class probabilities for ``items`` ((path, label) pairs), decoded (resized as the model
-    was trained, ``clf.resize``) and run ``chunk`` at a time so memory stays bounded (``log`` gets a progress line every 10 s); returns
-    (probabilities, kept items, skipped (path, reason))."""
+    was trained, ``clf.resize``) and run ``chunk`` at a time so memory stays bounded
+    (``log`` gets a progress line every 10 s); returns (probabilities, kept items, skipped
+    (path, reason))."""
     probs, kept, skipped, last = [], [], [], time.monotonic()
     for start in range(0, len(items), chunk):
         pixels, k, s = load_images(

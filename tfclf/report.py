@@ -100,6 +100,11 @@ def most_confused(cm: np.ndarray, class_names, top: int = 10) -> list[dict]:
     ]
 
 
+def worst_first(per_class: list[dict]) -> list[dict]:
+    """Per-class rows by F1, lowest first (ties by class name)."""
+    return sorted(per_class, key=lambda c: (c["f1"], c["class"]))
+
+
 def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
@@ -126,7 +131,7 @@ def markdown_report(report: dict, curves: bool = False) -> str:
         "| class | precision | recall | F1 | images |",
         "|---|---|---|---|---|",
     ]
-    for c in sorted(report["per_class"], key=lambda c: (c["f1"], c["class"])):
+    for c in worst_first(report["per_class"]):
         lines.append(
             f"| {_cell(c['class'])} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
             f"| {c['support']} |"
@@ -189,7 +194,7 @@ def plot_per_class(per_class: list[dict], path):
     """Every class's F1 as a bar with its precision and recall as ticks, worst F1 at the
     top, each labelled with its image count: which classes fail, and whether the rare ones
     do (report 002's 91 unbalanced classes)."""
-    rows = sorted(per_class, key=lambda c: (c["f1"], c["class"]))
+    rows = worst_first(per_class)
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(rows) + 1.2)))
     ax.barh(y, [c["f1"] for c in rows], color="tab:blue", alpha=0.5, label="F1")

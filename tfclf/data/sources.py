@@ -524,7 +524,7 @@ def load_folder(
 
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 SPLIT_COLUMNS = ("split", "subset", "set", "partition")
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPLIT_NAMES = {name: split for split, names in SPLIT_DIRS.items() for name in names}
 
 
 def _resolve(folder: Path, name: str) -> Path | None:
@@ -706,6 +706,16 @@ def load_npz(path: str | os.PathLike, *, channels: int | None = None) -> ImageDa
     )
 
 
+def _fitted(data: ImageData, size: int | None, resize: str) -> ImageData:
+    """An array source's images brought to ``size`` (folders, CSV and TFDS fit theirs as
+    they decode)."""
+    if size:
+        for split in (data.train, data.val, data.test):
+            if split is not None:
+                split.images = fit_arrays(split.images, size, resize)
+    return data
+
+
 def load_source(
     source: str = "mnist5k",
     *,
@@ -728,7 +738,7 @@ def load_source(
         }[kind]
         raise DataError(f"--source={source}: {what} must follow the colon")
     if source in ("mnist5k", "builtin", "builtin:mnist5k"):
-        data = load_mnist5k(channels)
+        data = _fitted(load_mnist5k(channels), image_size, resize)
     elif kind == "tfds":
         data = load_tfds(
             arg, data_dir, download=download, channels=channels, size=image_size, resize=resize
@@ -738,7 +748,9 @@ def load_source(
     elif kind == "csv":
         data = load_csv(arg, image_dir=data_dir, channels=channels, size=image_size, resize=resize)
     elif kind == "npz" or source.endswith(".npz"):
-        data = load_npz(arg if kind == "npz" else source, channels=channels)
+        data = _fitted(
+            load_npz(arg if kind == "npz" else source, channels=channels), image_size, resize
+        )
     elif Path(source).is_dir():
         data = load_folder(source, channels=channels, size=image_size, resize=resize)
     else:
@@ -746,10 +758,6 @@ def load_source(
             f"unknown data source {source!r}; use mnist5k, tfds:NAME, folder:PATH, csv:FILE or "
             "npz:PATH"
         )
-    if image_size:  # in-memory sources (folders and TFDS photos were fitted as they loaded)
-        for split in (data.train, data.val, data.test):
-            if split is not None:
-                split.images = fit_arrays(split.images, image_size, resize)
     for split in (data.train, data.val, data.test):
         if split is not None and (split.labels.min() < 0 or split.labels.max() >= data.num_classes):
             raise DataError(

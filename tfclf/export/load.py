@@ -22,7 +22,20 @@ class ModelFileError(UsageError):
     """A model file that cannot be used (the message names it)."""
 
 
-def _class_names(path: Path, num_classes: int, card: dict | None = None):
+def _card_beside(path: Path) -> tuple[dict, Path] | None:
+    """The ``model_card.json`` beside ``path`` (or one folder up, as for ``best_model/
+    saved_model``) and where it is; None when there is none or it cannot be read."""
+    folder = path if path.is_dir() else path.parent
+    for card_file in (folder / "model_card.json", folder.parent / "model_card.json"):
+        if card_file.exists():
+            try:
+                return json.loads(card_file.read_text()), card_file
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _class_names(path: Path, num_classes: int, card: dict | None, beside):
     """``(names, where they came from)``; ``(indices, None)`` when nothing names them."""
     if card and len(card.get("classes", [])) == num_classes:
         return card["classes"], "the file's model card"
@@ -32,24 +45,14 @@ def _class_names(path: Path, num_classes: int, card: dict | None = None):
             names = candidate.read_text().splitlines()
             if len(names) == num_classes:
                 return names, str(candidate)
-    card_file = folder / "model_card.json"
-    if card_file.exists():
-        names = json.loads(card_file.read_text()).get("classes", [])
-        if len(names) == num_classes:
-            return names, str(card_file)
+    if beside and len(names := beside[0].get("classes", [])) == num_classes:
+        return names, str(beside[1])
     return [str(i) for i in range(num_classes)], None
 
 
-def _resize_mode(path: Path, card: dict | None) -> str:
+def _resize_mode(card: dict | None) -> str:
     from tfclf.data.sources import RESIZE_NOTES
 
-    folder = path if path.is_dir() else path.parent
-    for card_file in (folder / "model_card.json", folder.parent / "model_card.json"):
-        if card is None and card_file.exists():
-            try:
-                card = json.loads(card_file.read_text())
-            except (OSError, ValueError):
-                pass
     resize = (card or {}).get("input", {}).get("resize", {})
     mode = resize.get("mode") if isinstance(resize, dict) else None
     return mode if mode in RESIZE_NOTES else "squash"
@@ -78,9 +81,14 @@ class Classifier:
     resize: str  # how images meet input_shape (tfclf.data.sources.RESIZE_NOTES)
 
     def _describe(self, path: Path, num_classes: int, card: dict | None = None) -> None:
+        """Sets the class names and the resize mode from ``card`` (the file's own) or the
+        files beside it."""
+        beside = _card_beside(path)
         self.path = path
-        self.class_names, self.names_from = _class_names(path, num_classes, card)
-        self.resize = _resize_mode(path, card)
+        self.class_names, self.names_from = _class_names(path, num_classes, card, beside)
+        if card is None and beside:
+            card = beside[0]
+        self.resize = _resize_mode(card)
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_ARGS, tiny_config
 
-from tfclf.distill import Distiller, DistillPhase, TeacherError
+from tfclf.distill import Distiller, DistillPhase, Teacher, TeacherError
 from tfclf.keras import keras, layers
 from tfclf.training.trainer import train
 
@@ -78,6 +78,48 @@ def teacher_run(tmp_path_factory, digits):
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def small_teacher_run(tmp_path_factory, digits):
+    """A second teacher, of another architecture and at 20 px, for ensembles."""
+    import dataclasses
+
+    from tfclf.train import finish_run
+
+    run_dir = tmp_path_factory.mktemp("teacher20") / "run"
+    cfg = tiny_config(run_dir, digits, epochs=2)
+    cfg = dataclasses.replace(cfg, stages=(dataclasses.replace(cfg.stages[0], size=20),))
+    finish_run(train(cfg), cfg)
+    return run_dir
+
+
+def test_an_ensemble_teacher_averages_its_members_logits_each_at_its_own_size(
+    teacher_run, small_teacher_run, digits
+):
+    from tfclf.data import load_source
+
+    pixels = load_source(digits).train.images[:16]  # 28 x 28
+    ensemble = Teacher(f"{teacher_run}, {small_teacher_run}")
+    assert ensemble.shapes == [(28, 28, 1), (20, 20, 1)]
+    a = Teacher(str(teacher_run))(pixels).numpy()
+    resized = tf.image.resize(tf.cast(pixels, tf.float32), (20, 20), antialias=True)
+    b = Teacher(str(small_teacher_run)).members[0](resized, training=False).numpy()
+    assert np.abs(a - b).max() > 0.1  # two different teachers
+    np.testing.assert_allclose(ensemble(pixels).numpy(), (a + b) / 2, rtol=1e-5, atol=1e-5)
+
+
+def test_ensemble_members_that_disagree_are_one_line_naming_both(monkeypatch):
+    import tfclf.distill as distill
+
+    shapes = {"a": ((28, 28, 1), 10), "b": ((28, 28, 1), 5), "c": ((28, 28, 3), 10)}
+    monkeypatch.setattr(distill, "load_teacher", lambda s: (None, *shapes[s]))
+    with pytest.raises(TeacherError, match="b takes 1-channel images into 5 classes but a "):
+        Teacher("a,b")
+    with pytest.raises(TeacherError, match="c takes 3-channel images into 10 classes"):
+        Teacher("a,c")
+    with pytest.raises(TeacherError, match="an empty name between commas"):
+        Teacher("a,,c")
+
+
 def test_a_class_count_mismatch_is_one_line_naming_both(teacher_run):
     phase = DistillPhase(str(teacher_run))
     with pytest.raises(TeacherError, match="has 10 classes but the student's data has 4"):
@@ -98,6 +140,23 @@ def test_a_distilled_run_saves_and_exports_the_student_alone(teacher_run, tmp_pa
     assert loaded.count_params() == result.model.count_params()  # nothing of the teacher
     saved = json.loads((tmp_path / "student" / "metrics.json").read_text())
     assert saved["teacher_top1"] == metrics["teacher_top1"]
+    assert "teacher_members_top1" not in saved
+
+
+def test_a_run_distilled_from_an_ensemble_reports_it_and_each_member(
+    teacher_run, small_teacher_run, tmp_path, digits
+):
+    from tfclf.data import prepare_data
+    from tfclf.train import finish_run, teacher_metrics
+
+    both = f"{teacher_run},{small_teacher_run}"
+    cfg = tiny_config(tmp_path / "student", digits, epochs=1, teacher=both)
+    metrics = finish_run(train(cfg), cfg)
+    val = prepare_data(cfg)[0].val  # the student's validation split
+    alone = [teacher_metrics(str(t), val)["teacher_top1"] for t in (teacher_run, small_teacher_run)]
+    assert metrics["teacher_members_top1"] == alone
+    ensemble = Teacher(both)(val.images).numpy().argmax(-1)
+    assert metrics["teacher_top1"] == pytest.approx((ensemble == val.labels).mean())
 
 
 def test_a_teacher_trained_on_another_split_is_named_in_a_warning(tmp_path, digits):

@@ -212,7 +212,9 @@ class TrainConfig:
         "training images without augmentation (precise BN); 0 keeps the moving averages.",
     )
     teacher: str | None = field(
-        None, "Distil from this teacher: a tfclf run directory, .keras file or SavedModel."
+        None,
+        "Distil from this teacher: a tfclf run directory, .keras file or SavedModel; "
+        "several, comma-separated, distil from their ensemble (the mean of their logits).",
     )
     kd_alpha: float = field(0.9, "Weight of the distillation term (1 - it weights the labels).")
     kd_temperature: float = field(4.0, "Distillation temperature T (the KL term is x T^2).")

@@ -24,7 +24,9 @@ CutMix): ``student_loss_fn`` is whatever the trainer uses for them.
 is the student alone. The teacher is a tfclf run directory, a ``.keras`` file or an
 inference SavedModel; it takes raw pixels (its own normalisation is inside it), so the
 student's normalised batch is mapped back to pixels and resized to the teacher's resolution
-inside the step.
+inside the step. Several teachers (``--teacher=A,B,C``) form an ensemble whose logits are
+averaged: the soft targets of several runs of the same recipe (other seeds) carry more
+than one run's, as in Hinton et al.'s distillation of an ensemble into one model.
 """
 
 from __future__ import annotations
@@ -181,6 +183,55 @@ def load_teacher(source: str | Path):
     raise TeacherError(f"--teacher: {source} is not a tfclf run, a .keras file or a SavedModel")
 
 
+def teacher_sources(teacher: str) -> list[str]:
+    """The teachers ``--teacher`` names: one, or several separated by commas."""
+    sources = [part.strip() for part in teacher.split(",")]
+    if not all(sources):
+        raise TeacherError(f"--teacher={teacher!r}: an empty name between commas")
+    return sources
+
+
+class Teacher:
+    """The frozen teacher of a distillation: one model, or an ensemble whose logits are
+    averaged. Called with raw pixels of any resolution, it resizes them to each member's
+    own and returns float32 logits."""
+
+    def __init__(self, teacher: str):
+        self.sources = teacher_sources(teacher)
+        self.members, self.shapes, classes = [], [], []
+        for source in self.sources:
+            model, shape, n = load_teacher(source)
+            if isinstance(model, keras.Model):
+                model.trainable = False
+            self.members.append(model)
+            self.shapes.append(shape)
+            classes.append(n)
+        for source, shape, n in zip(self.sources[1:], self.shapes[1:], classes[1:]):
+            if (n, shape[-1]) != (classes[0], self.shapes[0][-1]):
+                raise TeacherError(
+                    f"--teacher: {source} takes {shape[-1]}-channel images into {n} classes "
+                    f"but {self.sources[0]} takes {self.shapes[0][-1]} into {classes[0]}: "
+                    "an ensemble's members must agree"
+                )
+        self.classes, self.channels = classes[0], self.shapes[0][-1]
+
+    def __str__(self):
+        return ",".join(self.sources)
+
+    def member_logits(self, pixels) -> list[tf.Tensor]:
+        logits = []
+        for model, (h, w, _) in zip(self.members, self.shapes):
+            x = tf.cast(pixels, tf.float32)
+            if tuple(x.shape[1:3]) != (h, w):
+                x = tf.image.resize(x, (h, w), antialias=True)
+            logits.append(tf.cast(model(x, training=False), tf.float32))
+        return logits
+
+    def __call__(self, pixels, training=False):
+        logits = self.member_logits(pixels)
+        return logits[0] if len(logits) == 1 else tf.add_n(logits) / len(logits)
+
+
 def split_leak_warning(teacher: str, cfg) -> str | None:
     """A warning when the teacher is a run on the same data with another train/val split:
     it has then trained on some of the student's validation images, so the student's
@@ -212,14 +263,19 @@ class DistillPhase(Phase):
     def __init__(
         self, teacher: str, *, alpha=0.9, temperature=4.0, kd_scale=1.0, cache: bool = False
     ):
-        self.source = teacher
-        self.teacher, self.teacher_shape, self.teacher_classes = load_teacher(teacher)
+        self.teacher = Teacher(teacher)
+        if len(self.teacher.members) > 1:
+            logging.info(
+                "teacher: the ensemble of %d models (the mean of their logits): %s",
+                len(self.teacher.members),
+                ", ".join(self.teacher.sources),
+            )
         self.alpha, self.temperature, self.kd_scale = alpha, temperature, kd_scale
         self.cache = cache
 
     def per_example(self, split, ctx: PhaseContext):
         """With ``cache``: the teacher's float32 logits for every training image, computed
-        once from the raw pixels resized to the teacher's resolution."""
+        once from the raw pixels."""
         if not self.cache:
             return None
         from tfclf.data.augment import parse_augment
@@ -232,13 +288,9 @@ class DistillPhase(Phase):
             )
         self.check(ctx.num_classes, split.images.shape[-1])
         start = time.perf_counter()
-        h, w = self.teacher_shape[:2]
-        logits = []
-        for i in range(0, len(split), 256):
-            pixels = tf.cast(split.images[i : i + 256], tf.float32)
-            if tuple(pixels.shape[1:3]) != (h, w):
-                pixels = tf.image.resize(pixels, (h, w))
-            logits.append(tf.cast(self.teacher(pixels, training=False), tf.float32).numpy())
+        logits = [
+            self.teacher(split.images[i : i + 256]).numpy() for i in range(0, len(split), 256)
+        ]
         logging.info(
             "teacher logits cached for %d training images in %.1f s",
             len(split),
@@ -247,30 +299,29 @@ class DistillPhase(Phase):
         return np.concatenate(logits)
 
     def check(self, num_classes: int, channels: int) -> None:
-        if self.teacher_classes != num_classes:
+        if self.teacher.classes != num_classes:
             raise TeacherError(
-                f"--teacher: {self.source} has {self.teacher_classes} classes but the "
+                f"--teacher: {self.teacher} has {self.teacher.classes} classes but the "
                 f"student's data has {num_classes}"
             )
-        if self.teacher_shape[-1] != channels:
+        if self.teacher.channels != channels:
             raise TeacherError(
-                f"--teacher: {self.source} takes {self.teacher_shape[-1]}-channel images but "
+                f"--teacher: {self.teacher} takes {self.teacher.channels}-channel images but "
                 f"the student's data has {channels}"
             )
 
     def wrap(self, model, ctx: PhaseContext):
         self.check(ctx.num_classes, model.input_shape[-1])
         if ctx.stage_index == 0:
-            warning = split_leak_warning(self.source, ctx.cfg)
-            if warning:
-                logging.warning(warning)
+            for source in self.teacher.sources:
+                warning = split_leak_warning(source, ctx.cfg)
+                if warning:
+                    logging.warning(warning)
         mean = tf.constant(ctx.normalizer.mean, tf.float32)
         std = tf.constant(ctx.normalizer.std, tf.float32)
-        h, w = self.teacher_shape[:2]
 
-        def to_teacher(x):  # the student's normalised batch -> the teacher's raw pixels
-            pixels = (tf.cast(x, tf.float32) * std + mean) * 255.0
-            return pixels if pixels.shape[1:3] == (h, w) else tf.image.resize(pixels, (h, w))
+        def to_teacher(x):  # the student's normalised batch -> raw pixels
+            return (tf.cast(x, tf.float32) * std + mean) * 255.0
 
         return Distiller(model, self.teacher, to_teacher, name="distiller")
 

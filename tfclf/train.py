@@ -84,29 +84,36 @@ def finish_run(result, cfg) -> dict:
     )
     if cfg.teacher:
         metrics.update(teacher_metrics(cfg.teacher, result.data.val))
+        members = metrics.get("teacher_members_top1")
         logging.info(
-            "student top-1 %.4f, teacher %s top-1 %.4f",
+            "student top-1 %.4f, teacher %s top-1 %.4f%s",
             metrics["top1"],
             cfg.teacher,
             metrics["teacher_top1"],
+            f" (its members: {', '.join(f'{t:.4f}' for t in members)})" if members else "",
         )
     atomic_write_json(metrics, run_dir / "metrics.json")
     return metrics
 
 
 def teacher_metrics(teacher: str, split) -> dict:
-    """The teacher's top-1 on the student's validation split, for the report."""
+    """The teacher's top-1 on the student's validation split, for the report; of an
+    ensemble, also each member's."""
     import numpy as np
 
-    from tfclf.data.pipeline import resize_images
-    from tfclf.distill import load_teacher
+    from tfclf.distill import Teacher
 
-    model, (h, _, _), _ = load_teacher(teacher)
-    pixels = resize_images(split.images, h)
-    logits = np.concatenate(
-        [np.asarray(model(pixels[i : i + 256], training=False)) for i in range(0, len(split), 256)]
-    )
-    return {"teacher": teacher, "teacher_top1": float((logits.argmax(-1) == split.labels).mean())}
+    t = Teacher(teacher)
+    batches = [t.member_logits(split.images[i : i + 256]) for i in range(0, len(split), 256)]
+    members = [np.concatenate([b[m] for b in batches]) for m in range(len(t.members))]
+
+    def top1(logits):
+        return float((logits.argmax(-1) == split.labels).mean())
+
+    out = {"teacher": teacher, "teacher_top1": top1(sum(members))}
+    if len(members) > 1:
+        out["teacher_members_top1"] = [top1(m) for m in members]
+    return out
 
 
 def main(argv):

@@ -66,6 +66,11 @@ CASES = {
         (["--val_every=2", "--early_stopping=3"], "--val_every=2: early stopping"),
         (["--source=npz:{d}/good.npz", "--model=simplenet"], "needs inputs of at least 32x32"),
         (["--source=npz:{d}/good.npz", "--teacher={d}/nowhere"], "--teacher"),
+        (["--source=npz:{d}/good.npz", "--teacher={run},"], "an empty name between commas"),
+        (
+            ["--source=npz:{d}/good.npz", "--teacher={run},{d}/nowhere"],
+            "--teacher: {d}/nowhere not found",
+        ),
         (["--run_dir={d}/a_file/run"], "--run_dir: cannot write to"),
         (["stray_argument"], "unexpected arguments"),
     ],

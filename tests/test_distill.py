@@ -3,6 +3,7 @@ loss is the stated formula, and what a distilled run saves is the student alone.
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,17 +108,30 @@ def test_an_ensemble_teacher_averages_its_members_logits_each_at_its_own_size(
     np.testing.assert_allclose(ensemble(pixels).numpy(), (a + b) / 2, rtol=1e-5, atol=1e-5)
 
 
-def test_ensemble_members_that_disagree_are_one_line_naming_both(monkeypatch):
+def test_ensemble_members_that_disagree_are_one_line_naming_both(monkeypatch, tmp_path):
     import tfclf.distill as distill
 
     shapes = {"a": ((28, 28, 1), 10), "b": ((28, 28, 1), 5), "c": ((28, 28, 3), 10)}
-    monkeypatch.setattr(distill, "load_teacher", lambda s: (None, *shapes[s]))
+    for name in shapes:
+        (tmp_path / name).mkdir()
+    loaded = []
+
+    def load(source):
+        loaded.append(source)
+        return None, *shapes[Path(source).name]
+
+    monkeypatch.setattr(distill, "load_teacher", load)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(TeacherError, match="b takes 1-channel images into 5 classes but a "):
         Teacher("a,b")
     with pytest.raises(TeacherError, match="c takes 3-channel images into 10 classes"):
         Teacher("a,c")
     with pytest.raises(TeacherError, match="an empty name between commas"):
         Teacher("a,,c")
+    loaded.clear()
+    with pytest.raises(TeacherError, match="--teacher: d not found"):
+        Teacher("a,b,d")
+    assert loaded == []  # named before any member was loaded
 
 
 def test_a_class_count_mismatch_is_one_line_naming_both(teacher_run):

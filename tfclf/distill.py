@@ -147,15 +147,13 @@ class TeacherError(UsageError):
 
 
 def load_teacher(source: str | Path):
-    """The teacher's raw-pixel model from a run directory, ``.keras`` file or SavedModel,
-    and its input shape (H, W, C)."""
+    """The teacher's raw-pixel model from an existing run directory, ``.keras`` file or
+    SavedModel, its input shape (H, W, C) and its number of classes."""
     from tfclf.export.deploy import trained_part
 
     path = Path(source)
     if (path / "best_model" / "model.keras").exists():
         path = path / "best_model" / "model.keras"
-    if not path.exists():
-        raise TeacherError(f"--teacher: {source} not found (a run directory, .keras or SavedModel)")
     if path.suffix == ".keras":
         from tfclf.export.load import ModelFileError, load_keras_model
 
@@ -198,6 +196,11 @@ class Teacher:
 
     def __init__(self, teacher: str):
         self.sources = teacher_sources(teacher)
+        for source in self.sources:  # every name before loading any
+            if not Path(source).exists():
+                raise TeacherError(
+                    f"--teacher: {source} not found (a run directory, .keras or SavedModel)"
+                )
         self.members, self.shapes, classes = [], [], []
         for source in self.sources:
             model, shape, n = load_teacher(source)

@@ -67,6 +67,7 @@ CASES = {
         (["--source=npz:{d}/good.npz", "--model=simplenet"], "needs inputs of at least 32x32"),
         (["--source=npz:{d}/good.npz", "--teacher={d}/nowhere"], "--teacher"),
         (["--source=npz:{d}/good.npz", "--teacher={run},"], "an empty name between commas"),
+        (["--snapshots"], "--snapshots needs a schedule with cycles (--schedule=cosine_restarts"),
         (
             ["--source=npz:{d}/good.npz", "--teacher={run},{d}/nowhere"],
             "--teacher: {d}/nowhere not found",

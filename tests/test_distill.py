@@ -80,30 +80,34 @@ def teacher_run(tmp_path_factory, digits):
 
 
 @pytest.fixture(scope="module")
-def small_teacher_run(tmp_path_factory, digits):
-    """A second teacher, of another architecture and at 20 px, for ensembles."""
-    import dataclasses
-
+def snapshot_run(tmp_path_factory, digits):
+    """A run at 20 px with a snapshot at the end of each of its four 1-epoch cycles: a
+    second teacher, of another architecture and resolution, and a snapshot ensemble."""
+    from tfclf.config import ScheduleConfig, Stage
     from tfclf.train import finish_run
 
-    run_dir = tmp_path_factory.mktemp("teacher20") / "run"
-    cfg = tiny_config(run_dir, digits, epochs=2)
-    cfg = dataclasses.replace(cfg, stages=(dataclasses.replace(cfg.stages[0], size=20),))
-    finish_run(train(cfg), cfg)
-    return run_dir
+    run_dir = tmp_path_factory.mktemp("snapshots") / "run"
+    schedule = ScheduleConfig(
+        kind="cosine_restarts", lr=0.05, epochs=4, restart_epochs=1, t_mul=1.0, warmup_epochs=0
+    )
+    cfg = tiny_config(run_dir, digits, snapshots=True, val_every=4)
+    cfg = dataclasses.replace(cfg, stages=(Stage(size=20, schedule=schedule),))
+    return run_dir, cfg, finish_run(train(cfg), cfg)
 
 
 def test_an_ensemble_teacher_averages_its_members_logits_each_at_its_own_size(
-    teacher_run, small_teacher_run, digits
+    teacher_run, snapshot_run, digits
 ):
     from tfclf.data import load_source
 
+    snapshot = snapshot_run[0] / "snapshots" / "stage0_epoch004" / "model.keras"
+
     pixels = load_source(digits).train.images[:16]  # 28 x 28
-    ensemble = Teacher(f"{teacher_run}, {small_teacher_run}")
+    ensemble = Teacher(f"{teacher_run}, {snapshot}")
     assert ensemble.shapes == [(28, 28, 1), (20, 20, 1)]
     a = Teacher(str(teacher_run))(pixels).numpy()
     resized = tf.image.resize(tf.cast(pixels, tf.float32), (20, 20), antialias=True)
-    b = Teacher(str(small_teacher_run)).members[0](resized, training=False).numpy()
+    b = Teacher(str(snapshot)).members[0](resized, training=False).numpy()
     assert np.abs(a - b).max() > 0.1  # two different teachers
     np.testing.assert_allclose(ensemble(pixels).numpy(), (a + b) / 2, rtol=1e-5, atol=1e-5)
 
@@ -158,16 +162,17 @@ def test_a_distilled_run_saves_and_exports_the_student_alone(teacher_run, tmp_pa
 
 
 def test_a_run_distilled_from_an_ensemble_reports_it_and_each_member(
-    teacher_run, small_teacher_run, tmp_path, digits
+    teacher_run, snapshot_run, tmp_path, digits
 ):
     from tfclf.data import prepare_data
-    from tfclf.train import finish_run, teacher_metrics
+    from tfclf.train import ensemble_top1, finish_run
 
-    both = f"{teacher_run},{small_teacher_run}"
+    both = f"{teacher_run},{snapshot_run[0] / 'snapshots'}"  # 1 + 4 members, 28 and 20 px
     cfg = tiny_config(tmp_path / "student", digits, epochs=1, teacher=both)
     metrics = finish_run(train(cfg), cfg)
     val = prepare_data(cfg)[0].val  # the student's validation split
-    alone = [teacher_metrics(str(t), val)["teacher_top1"] for t in (teacher_run, small_teacher_run)]
+    alone = [ensemble_top1(m, val)[0] for m in Teacher(both).sources]
+    assert len(alone) == 5
     assert metrics["teacher_members_top1"] == alone
     ensemble = Teacher(both)(val.images).numpy().argmax(-1)
     assert metrics["teacher_top1"] == pytest.approx((ensemble == val.labels).mean())
@@ -185,6 +190,9 @@ def test_a_teacher_trained_on_another_split_is_named_in_a_warning(tmp_path, digi
     assert "--split_seed=0 --val_fraction=0.2" in split_leak_warning(str(teacher), other)
     elsewhere = tiny_config(tmp_path / "s", "mnist5k", seed=3)
     assert split_leak_warning(str(teacher), elsewhere) is None
+    snapshot = teacher / "snapshots" / "stage0_epoch004" / "model.keras"  # its run's split
+    snapshot.parent.mkdir(parents=True)
+    assert "--split_seed=0" in split_leak_warning(str(snapshot), other)
 
 
 def test_cached_teacher_logits_equal_the_ones_computed_in_the_step(teacher_run, tmp_path, digits):
@@ -215,3 +223,23 @@ def test_a_cached_distillation_run_trains(teacher_run, tmp_path, digits):
     )
     row = train(cfg).history[-1]
     assert np.isfinite(row["distillation_loss"]) and row["distillation_loss"] > 0
+
+
+def test_snapshots_are_kept_at_each_cycle_end_scored_as_an_ensemble_and_teach(snapshot_run):
+    from tfclf.data import prepare_data
+    from tfclf.train import ensemble_top1
+
+    run_dir, cfg, metrics = snapshot_run
+    names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
+    assert names == [f"stage0_epoch00{e}" for e in (1, 2, 3, 4)]
+    rows = json.loads((run_dir / "history.json").read_text())["epochs"]
+    assert all("val_accuracy" in r for r in rows)  # validated at each snapshot (precise BN)
+    val = prepare_data(cfg)[0].val
+    teacher = Teacher(str(run_dir / "snapshots"))  # what --teacher=RUN/snapshots loads
+    assert [Path(s).parent.name for s in teacher.sources] == names
+    assert teacher.shapes == [(20, 20, 1)] * 4
+    members = [ensemble_top1(s, val)[0] for s in teacher.sources]
+    assert metrics["snapshot_members_top1"] == members
+    assert metrics["snapshot_members_top1"][-1] == pytest.approx(rows[-1]["val_accuracy"])
+    ensemble = teacher(val.images).numpy().argmax(-1)
+    assert metrics["snapshot_top1"] == pytest.approx((ensemble == val.labels).mean())

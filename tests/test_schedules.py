@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tfclf.training.schedules import SCHEDULES, ScheduleConfig, schedule_values
+from tfclf.training.schedules import SCHEDULES, ScheduleConfig, cycle_ends, schedule_values
 
 SPE = 10  # steps per epoch
 
@@ -92,3 +92,20 @@ def test_every_schedule_is_positive_and_finite(kind):
 def test_bad_schedules(kw, match):
     with pytest.raises(ValueError, match=match):
         ScheduleConfig(**kw).validate()
+
+
+@pytest.mark.parametrize(
+    "kw, ends",
+    [
+        (dict(kind="cosine_restarts", epochs=6, restart_epochs=2, t_mul=1.0), [2, 4, 6]),
+        (dict(kind="cosine_restarts", epochs=8, restart_epochs=1, t_mul=2.0), [1, 3, 7, 8]),
+        (dict(kind="cosine_restarts", epochs=7, restart_epochs=2, warmup_epochs=1), [3, 7]),
+        (dict(kind="cyclic", epochs=6, cycle_epochs=2), [2, 4, 6]),
+        (dict(kind="cosine", epochs=6), [6]),
+        (dict(kind="constant", epochs=3), [3]),
+    ],
+)
+def test_cycle_ends_are_the_learning_rates_low_points_and_the_last_epoch(kw, ends):
+    kw.setdefault("warmup_epochs", 0.0)
+    cfg = ScheduleConfig(lr=0.1, min_lr=0.001, **kw)
+    assert cycle_ends(cfg, SPE) == ends

@@ -23,6 +23,7 @@ SCHEDULES = (
     "linear",
     "cyclic",
 )
+CYCLIC_SCHEDULES = ("cosine_restarts", "cyclic")  # several low points: --snapshots
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -225,6 +226,13 @@ class TrainConfig:
         "(needs --augment='': the teacher must see exactly what the student sees).",
     )
 
+    snapshots: bool = field(
+        False,
+        "Keep the model at the end of every learning-rate cycle (cosine_restarts, cyclic) "
+        "in RUN/snapshots/: a snapshot ensemble (Huang et al. 2017; report 000), scored "
+        "in the report, to distil from with --teacher=RUN/snapshots.",
+    )
+
     @property
     def resolved_val_every(self) -> int:
         plateau = any(s.schedule.kind == "plateau" for s in self.stages)
@@ -310,6 +318,11 @@ class TrainConfig:
                     parse_augment(stage.augment)
                 except ValueError as e:
                     errors.append(f"--stage {i}: augment: {e}")
+        check(
+            not self.snapshots or any(s.schedule.kind in CYCLIC_SCHEDULES for s in self.stages),
+            "--snapshots needs a schedule with cycles (--schedule=cosine_restarts or cyclic): "
+            "the others have one low point, the end",
+        )
         plateau = any(s.schedule.kind == "plateau" for s in self.stages)
         if self.val_every > 1 and (self.early_stopping or plateau):
             errors.append(

@@ -189,6 +189,16 @@ def teacher_sources(teacher: str) -> list[str]:
     return sources
 
 
+def expand_snapshots(source: str) -> list[str]:
+    """A run's ``snapshots`` folder (``--snapshots``) as its members' ``model.keras``
+    files; any other source as itself."""
+    path = Path(source)
+    members = sorted(path.glob("*/model.keras")) if path.is_dir() else []
+    if not members or (path / "best_model").exists() or (path / "saved_model.pb").exists():
+        return [source]
+    return [str(m) for m in members]
+
+
 class Teacher:
     """The frozen teacher of a distillation: one model, or an ensemble whose logits are
     averaged. Called with raw pixels of any resolution, it resizes them to each member's
@@ -201,6 +211,7 @@ class Teacher:
                 raise TeacherError(
                     f"--teacher: {source} not found (a run directory, .keras or SavedModel)"
                 )
+        self.sources = [member for source in self.sources for member in expand_snapshots(source)]
         self.members, self.shapes, classes = [], [], []
         for source in self.sources:
             model, shape, n = load_teacher(source)
@@ -235,10 +246,21 @@ class Teacher:
         return logits[0] if len(logits) == 1 else tf.add_n(logits) / len(logits)
 
 
+def run_of(teacher: str) -> str:
+    """The run directory a teacher comes from: itself, or the run holding the model file or
+    snapshot (``RUN/best_model/model.keras``, ``RUN/snapshots/NAME/model.keras``)."""
+    path = Path(teacher)
+    for run in (path, *list(path.parents)[:3]):
+        if (run / "flags.txt").exists():
+            return str(run)
+    return teacher
+
+
 def split_leak_warning(teacher: str, cfg) -> str | None:
     """A warning when the teacher is a run on the same data with another train/val split:
     it has then trained on some of the student's validation images, so the student's
     validation accuracy is optimistic. None when the splits match or cannot be compared."""
+    teacher = run_of(teacher)
     seen = recorded_flags(teacher)
     if not seen:
         return None
@@ -316,8 +338,8 @@ class DistillPhase(Phase):
     def wrap(self, model, ctx: PhaseContext):
         self.check(ctx.num_classes, model.input_shape[-1])
         if ctx.stage_index == 0:
-            for source in self.teacher.sources:
-                warning = split_leak_warning(source, ctx.cfg)
+            for run in dict.fromkeys(run_of(source) for source in self.teacher.sources):
+                warning = split_leak_warning(run, ctx.cfg)
                 if warning:
                     logging.warning(warning)
         mean = tf.constant(ctx.normalizer.mean, tf.float32)

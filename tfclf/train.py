@@ -83,22 +83,47 @@ def finish_run(result, cfg) -> dict:
         {"trainable_params": report["model"]["trainable_params"], "macs": report["model"]["macs"]}
     )
     if cfg.teacher:
-        metrics.update(teacher_metrics(cfg.teacher, result.data.val))
-        members = metrics.get("teacher_members_top1")
+        top1, members = ensemble_top1(cfg.teacher, result.data.val)
+        metrics.update({"teacher": cfg.teacher, "teacher_top1": top1})
+        if len(members) > 1:
+            metrics["teacher_members_top1"] = members
         logging.info(
             "student top-1 %.4f, teacher %s top-1 %.4f%s",
             metrics["top1"],
             cfg.teacher,
-            metrics["teacher_top1"],
-            f" (its members: {', '.join(f'{t:.4f}' for t in members)})" if members else "",
+            top1,
+            f" (its members: {', '.join(f'{t:.4f}' for t in members)})" if members[1:] else "",
         )
+    snapshots = sorted((run_dir / "checkpoints" / "snapshots").glob("*.weights.h5"))
+    if cfg.snapshots and snapshots:
+        metrics.update(write_snapshot_ensemble(run_dir, snapshots, result, metrics["top1"]))
     atomic_write_json(metrics, run_dir / "metrics.json")
     return metrics
 
 
-def teacher_metrics(teacher: str, split) -> dict:
-    """The teacher's top-1 on the student's validation split, for the report; of an
-    ensemble, also each member's."""
+def write_snapshot_ensemble(run_dir: Path, weight_files, result, best_top1: float) -> dict:
+    """Exports the snapshots (``--snapshots``) to ``RUN/snapshots/`` and scores their
+    ensemble on the validation split."""
+    from tfclf.export.deploy import write_snapshots
+
+    files = write_snapshots(run_dir / "snapshots", weight_files, result.model, result.normalizer)
+    top1, members = ensemble_top1(str(run_dir / "snapshots"), result.data.val)
+    logging.info(
+        "snapshot ensemble of %d (%s): val top-1 %.4f, its members %s; the best model %.4f. "
+        "Distil from it with --teacher=%s",
+        len(files),
+        ", ".join(f.parent.name for f in files),
+        top1,
+        ", ".join(f"{t:.4f}" for t in members),
+        best_top1,
+        run_dir / "snapshots",
+    )
+    return {"snapshot_top1": top1, "snapshot_members_top1": members}
+
+
+def ensemble_top1(teacher: str, split) -> tuple[float, list[float]]:
+    """Top-1 on ``split`` of a teacher (``--teacher``'s forms: one model, several or a
+    snapshots folder; an ensemble's logits are averaged) and of each of its members."""
     import numpy as np
 
     from tfclf.distill import Teacher
@@ -110,10 +135,7 @@ def teacher_metrics(teacher: str, split) -> dict:
     def top1(logits):
         return float((logits.argmax(-1) == split.labels).mean())
 
-    out = {"teacher": teacher, "teacher_top1": top1(sum(members))}
-    if len(members) > 1:
-        out["teacher_members_top1"] = [top1(m) for m in members]
-    return out
+    return top1(sum(members)), [top1(m) for m in members]
 
 
 def main(argv):

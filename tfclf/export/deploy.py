@@ -88,6 +88,22 @@ def write_labels(class_names, path: Path) -> None:
     Path(path).write_text("".join(f"{c}\n" for c in class_names))
 
 
+def write_snapshots(
+    out: Path, weight_files: list[Path], model: keras.Model, normalizer: Normalizer
+) -> list[Path]:
+    """Each snapshot's weights (``--snapshots``) as a raw-pixel ``out/NAME/model.keras``
+    (NAME: the weights file's, e.g. ``stage0_epoch020``), loaded into a copy of
+    ``model``; ``out`` is replaced only when all are written. Returns the files."""
+    copy = keras.models.clone_model(model)
+    names = [f.name.removesuffix(".weights.h5") for f in weight_files]
+    with atomic_dir(out) as tmp:
+        for name, weights in zip(names, weight_files):
+            copy.load_weights(weights)
+            (tmp / name).mkdir()
+            deployable(copy, normalizer).save(tmp / name / "model.keras")
+    return [out / name / "model.keras" for name in names]
+
+
 def write_best_model(
     out: Path,
     model: keras.Model,

@@ -84,6 +84,22 @@ class BestWeights(keras.callbacks.Callback):
             atomic_save_weights(self.saved or self.model, self.path)
 
 
+class Snapshots(keras.callbacks.Callback):
+    """Saves the weights of ``saved`` after each of ``epochs`` (1-based; the ends of the
+    learning-rate cycles) as ``folder/stage{S}_epoch{E:03d}.weights.h5`` (atomic writes).
+    Validation runs at those epochs, so precise batch-norm statistics are in the weights."""
+
+    def __init__(self, folder: Path, saved: keras.Model, epochs, stage: int):
+        super().__init__()
+        self.folder, self.saved, self.epochs, self.stage = folder, saved, set(epochs), stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs and _finite_loss(logs):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"stage{self.stage}_epoch{epoch + 1:03d}.weights.h5"
+            atomic_save_weights(self.saved, self.folder / name)
+
+
 class EpochStats(keras.callbacks.Callback):
     """Adds epoch time, images/s and the learning rate to the logs (console, TensorBoard)."""
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tfclf.config import SCHEDULES, ScheduleConfig
 from tfclf.keras import keras
 
-__all__ = ["SCHEDULES", "ScheduleConfig", "make_schedule", "schedule_values"]
+__all__ = ["SCHEDULES", "ScheduleConfig", "cycle_ends", "make_schedule", "schedule_values"]
 
 
 @keras.utils.register_keras_serializable("tfclf")
@@ -132,3 +132,17 @@ def schedule_values(cfg: ScheduleConfig, steps_per_epoch: int) -> list[float]:
         )
 
     return every_step().numpy().tolist()
+
+
+def cycle_ends(cfg: ScheduleConfig, steps_per_epoch: int) -> list[int]:
+    """The epochs (1-based) that end at a low point of the learning rate, lower than half
+    an epoch before and after (the end of a cosine_restarts or cyclic cycle), and the last
+    epoch. Where snapshot ensembles take their members (Huang et al. 2017)."""
+    lr = schedule_values(cfg, steps_per_epoch)
+    half = max(1, steps_per_epoch // 2)
+    ends = []
+    for e in range(1, cfg.epochs):
+        end = e * steps_per_epoch - 1
+        if lr[end] < lr[end - half] and lr[end] < lr[end + half]:
+            ends.append(e)
+    return ends + [cfg.epochs]

@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfclf.cli import UsageError, recorded_flags
-from tfclf.config import TRAINABLE, Stage, TrainConfig
+from tfclf.config import CYCLIC_SCHEDULES, TRAINABLE, Stage, TrainConfig
 from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_dataset
 from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
@@ -34,7 +34,7 @@ from tfclf.models.summary import human, model_stats
 from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
 from tfclf.training.phases import Phase, PhaseContext
-from tfclf.training.schedules import make_schedule
+from tfclf.training.schedules import cycle_ends, make_schedule
 
 
 @dataclasses.dataclass
@@ -200,6 +200,7 @@ class Trainer:
             self.run_dir if self.is_chief else self.run_dir / ".workers" / str(resolver.task_id)
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir = self.out_dir / "checkpoints" / "snapshots"
         self.data, self.norm = prepare_data(cfg)
         logging.info("data: %s", self.data.describe())
         self.precision, why = self._pick_precision()
@@ -375,6 +376,13 @@ class Trainer:
                 keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
                 checkpoint,
             ]
+            snapshot_epochs = []
+            if cfg.snapshots and stage.schedule.kind in CYCLIC_SCHEDULES:
+                snapshot_epochs = cycle_ends(stage.schedule, ctx.steps_per_epoch)
+                callbacks.insert(
+                    -1,  # before the checkpoint: a resumed run never skips a snapshot
+                    cb.Snapshots(self.snapshot_dir, self.phase.saved(model), snapshot_epochs, s),
+                )
             if cfg.precise_bn:
                 pick = np.random.default_rng(cfg.seed).permutation(len(self.data.train))
                 bn_images = eval_dataset(
@@ -440,7 +448,7 @@ class Trainer:
                 validation_freq=[
                     e
                     for e in range(first_epoch + 1, stage.epochs + 1)
-                    if e % val_every == 0 or e == stage.epochs
+                    if e % val_every == 0 or e == stage.epochs or e in snapshot_epochs
                 ],
                 callbacks=callbacks,
                 verbose=verbose,

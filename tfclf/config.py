@@ -230,7 +230,7 @@ class TrainConfig:
         False,
         "Keep the model at the end of every learning-rate cycle (cosine_restarts, cyclic) "
         "in RUN/snapshots/: a snapshot ensemble (Huang et al. 2017; report 000), scored "
-        "in the report, to distil from with --teacher=RUN/snapshots.",
+        "in the log and metrics.json, to distil from with --teacher=RUN/snapshots.",
     )
 
     @property

@@ -92,7 +92,8 @@ def snapshot_run(tmp_path_factory, digits):
     )
     cfg = tiny_config(run_dir, digits, snapshots=True, val_every=4)
     cfg = dataclasses.replace(cfg, stages=(Stage(size=20, schedule=schedule),))
-    return run_dir, cfg, finish_run(train(cfg), cfg)
+    result = train(cfg)
+    return run_dir, cfg, finish_run(result, cfg), result
 
 
 def test_an_ensemble_teacher_averages_its_members_logits_each_at_its_own_size(
@@ -229,7 +230,7 @@ def test_snapshots_are_kept_at_each_cycle_end_scored_as_an_ensemble_and_teach(sn
     from tfclf.data import prepare_data
     from tfclf.train import ensemble_top1
 
-    run_dir, cfg, metrics = snapshot_run
+    run_dir, cfg, metrics, _ = snapshot_run
     names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
     assert names == [f"stage0_epoch00{e}" for e in (1, 2, 3, 4)]
     rows = json.loads((run_dir / "history.json").read_text())["epochs"]
@@ -243,3 +244,21 @@ def test_snapshots_are_kept_at_each_cycle_end_scored_as_an_ensemble_and_teach(sn
     assert metrics["snapshot_members_top1"][-1] == pytest.approx(rows[-1]["val_accuracy"])
     ensemble = teacher(val.images).numpy().argmax(-1)
     assert metrics["snapshot_top1"] == pytest.approx((ensemble == val.labels).mean())
+
+
+def test_snapshots_that_do_not_fit_the_final_model_are_a_warning_not_a_lost_run(
+    snapshot_run, monkeypatch
+):
+    import tfclf.export.deploy as deploy
+    from tfclf.train import finish_run
+
+    run_dir, cfg, _, result = snapshot_run
+
+    def unfit(*args):
+        raise ValueError("Shape mismatch in layer dense: (400, 10) vs (784, 10)")
+
+    monkeypatch.setattr(deploy, "write_snapshots", unfit)
+    (run_dir / "metrics.json").unlink()
+    metrics = finish_run(result, cfg)
+    assert "snapshot_top1" not in metrics and metrics["top1"] > 0
+    assert json.loads((run_dir / "metrics.json").read_text())["top1"] == metrics["top1"]

@@ -96,7 +96,10 @@ def finish_run(result, cfg) -> dict:
         )
     snapshots = sorted((run_dir / "checkpoints" / "snapshots").glob("*.weights.h5"))
     if cfg.snapshots and snapshots:
-        metrics.update(write_snapshot_ensemble(run_dir, snapshots, result, metrics["top1"]))
+        try:
+            metrics.update(write_snapshot_ensemble(run_dir, snapshots, result, metrics["top1"]))
+        except ValueError as e:  # weights of an earlier stage's shape (a size-bound head)
+            logging.warning("the snapshots do not fit the final model, not exported: %s", e)
     atomic_write_json(metrics, run_dir / "metrics.json")
     return metrics
 

@@ -205,13 +205,13 @@ class Teacher:
     own and returns float32 logits."""
 
     def __init__(self, teacher: str):
-        self.sources = teacher_sources(teacher)
-        for source in self.sources:  # every name before loading any
-            if not Path(source).exists():
+        names = teacher_sources(teacher)
+        for name in names:  # every name before loading any
+            if not Path(name).exists():
                 raise TeacherError(
-                    f"--teacher: {source} not found (a run directory, .keras or SavedModel)"
+                    f"--teacher: {name} not found (a run directory, .keras or SavedModel)"
                 )
-        self.sources = [member for source in self.sources for member in expand_snapshots(source)]
+        self.sources = [member for name in names for member in expand_snapshots(name)]
         self.members, self.shapes, classes = [], [], []
         for source in self.sources:
             model, shape, n = load_teacher(source)
@@ -233,13 +233,19 @@ class Teacher:
         return ",".join(self.sources)
 
     def member_logits(self, pixels) -> list[tf.Tensor]:
+        pixels = tf.cast(pixels, tf.float32)
         logits = []
         for model, (h, w, _) in zip(self.members, self.shapes):
-            x = tf.cast(pixels, tf.float32)
+            x = pixels
             if tuple(x.shape[1:3]) != (h, w):
                 x = tf.image.resize(x, (h, w), antialias=True)
             logits.append(tf.cast(model(x, training=False), tf.float32))
         return logits
+
+    def logits_of(self, images, batch: int = 256) -> list[np.ndarray]:
+        """Each member's logits for a whole array of raw-pixel images, a batch at a time."""
+        batches = [self.member_logits(images[i : i + batch]) for i in range(0, len(images), batch)]
+        return [np.concatenate([b[m] for b in batches]) for m in range(len(self.members))]
 
     def __call__(self, pixels, training=False):
         logits = self.member_logits(pixels)
@@ -313,15 +319,13 @@ class DistillPhase(Phase):
             )
         self.check(ctx.num_classes, split.images.shape[-1])
         start = time.perf_counter()
-        logits = [
-            self.teacher(split.images[i : i + 256]).numpy() for i in range(0, len(split), 256)
-        ]
+        members = self.teacher.logits_of(split.images)
         logging.info(
             "teacher logits cached for %d training images in %.1f s",
             len(split),
             time.perf_counter() - start,
         )
-        return np.concatenate(logits)
+        return sum(members) / len(members)
 
     def check(self, num_classes: int, channels: int) -> None:
         if self.teacher.classes != num_classes:

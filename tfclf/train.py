@@ -94,8 +94,10 @@ def finish_run(result, cfg) -> dict:
             top1,
             f" (its members: {', '.join(f'{t:.4f}' for t in members)})" if members[1:] else "",
         )
-    snapshots = sorted((run_dir / "checkpoints" / "snapshots").glob("*.weights.h5"))
-    if cfg.snapshots and snapshots:
+    snapshots = cfg.snapshots and sorted(
+        (run_dir / "checkpoints" / "snapshots").glob("*.weights.h5")
+    )
+    if snapshots:
         try:
             metrics.update(write_snapshot_ensemble(run_dir, snapshots, result, metrics["top1"]))
         except ValueError as e:  # weights of an earlier stage's shape (a size-bound head)
@@ -127,13 +129,9 @@ def write_snapshot_ensemble(run_dir: Path, weight_files, result, best_top1: floa
 def ensemble_top1(teacher: str, split) -> tuple[float, list[float]]:
     """Top-1 on ``split`` of a teacher (``--teacher``'s forms: one model, several or a
     snapshots folder; an ensemble's logits are averaged) and of each of its members."""
-    import numpy as np
-
     from tfclf.distill import Teacher
 
-    t = Teacher(teacher)
-    batches = [t.member_logits(split.images[i : i + 256]) for i in range(0, len(split), 256)]
-    members = [np.concatenate([b[m] for b in batches]) for m in range(len(t.members))]
+    members = Teacher(teacher).logits_of(split.images)
 
     def top1(logits):
         return float((logits.argmax(-1) == split.labels).mean())

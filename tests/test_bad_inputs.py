@@ -122,6 +122,10 @@ CASES = {
         (["--model={d}/corrupt.tflite"], "give one or more images or folders"),
         (["--model={d}/corrupt.tflite", "--top_k=0", "{d}/digit.png"], "--top_k must be >= 1"),
         (
+            ["--model={d}/five.tflite", "{d}/rgb.png"],  # a colour image, a grayscale model
+            "{d}/rgb.png has 3 channel(s) but the model takes 1: pass --convert_channels",
+        ),
+        (
             ["--model={d}/corrupt.tflite", "--csv={d}/nowhere/p.csv", "{d}/digit.png"],
             "--csv: no folder {d}/nowhere to write {d}/nowhere/p.csv in",
         ),
@@ -150,6 +154,7 @@ def _make_bad_files(d: Path) -> None:
         for n in (8, 9, 10):
             Image.fromarray(x[n, :n, :n]).save(d / "mixed_sizes" / cls / f"{n}.png")
     Image.fromarray(x[0]).save(d / "digit.png")
+    Image.fromarray(np.stack([x[0]] * 3, -1)).save(d / "rgb.png")
     (d / "corrupt.tflite").write_bytes(b"TFL3 but not really a flatbuffer")
     _write_tflite(d / "five.tflite", ["0", "1", "2", "3", "4"])
     _write_tflite(d / "animals.tflite", ["cat", "dog", "cow"])

@@ -68,7 +68,7 @@ def check_stock_named_layers_only(model):
 # and their pre-activation twins, SE-ResNet-56) or BIG_PARAMS (ResNeXt-29 16x64d and 8x64d,
 # WRN-28-10) are built, name-checked and run forward once, but not round-tripped or
 # trained a step: they stack the blocks of shallower registered models that get every
-# check (ResNet-20/32/56, pre-activation ResNet-20 to 56, SE-ResNet-20, WRN-16-4,
+# check (ResNet-20, pre-activation ResNet-20, SE-ResNet-20, WRN-16-4,
 # ResNeXt-29 4x16d, and the blocks in test_blocks_train_a_step_and_quantise), and the
 # checks of a 400-layer model cost 30 s here (a .keras round trip of ResNet-1001 alone
 # about 150 s). TFCLF_ALL_MODEL_CHECKS=1 runs every check on every model.
@@ -82,14 +82,21 @@ ALL_CHECKS = bool(os.environ.get("TFCLF_ALL_MODEL_CHECKS"))
 # builds, trains and quantises those blocks with zero-initialised residuals.
 NOT_BUILT = {"resnet1001", "preact_resnet1001"}
 # Twins of a model that gets every check, differing only in a width, a depth or the
-# activation: built, name-checked and run forward, but their round trip, step and QAT (7-15 s
-# each here, among the suite's slowest models) are the twin's. Kept short for the AVX2 kind's
-# 15-minute CI margin.
+# activation: built, name-checked and run forward, but their round trip, step and QAT (5-15 s
+# each, among the suite's slowest models; QAT is most of it) are the twin's. For the AVX2
+# kind's 15-minute CI margin (BUILD_NOTES "Test suite time").
 CHECKED_AS = {
     "resnext29_2x32d": "resnext29_4x16d",  # cardinality 2 x 32 vs 4 x 16: the same builder
     "report000_resnet": "report000_resnet_leaky",  # ReLU vs LeakyReLU(0.1)
-    "resnet32": "resnet20",  # 5 vs 3 blocks a stage: the same builder (7-8 s each here)
+    "resnet32": "resnet20",  # 5, 7, 9 vs 3 blocks a stage: the same builder
+    "resnet44": "resnet20",
+    "resnet56": "resnet20",
     "preact_resnet32": "preact_resnet20",
+    "preact_resnet44": "preact_resnet20",
+    "preact_resnet56": "preact_resnet20",
+    "wrn16_8": "wrn16_4",  # width 8 vs 4: the same builder
+    "wrn28_2": "wrn16_4",  # 4 blocks a stage vs 2, width 2 vs 4
+    "wrn40_4": "wrn16_4",
 }
 
 

@@ -56,6 +56,7 @@ CASES = {
         (["--model_args=[1]"], "--model_args: not a Python dict literal"),
         (["--model=lenet5", "--dropout=0.3"], "model 'lenet5' has no argument 'dropout'"),
         (["--model=nope"], "unknown model 'nope'"),
+        (["--flagfile={d}/nowhere.flags"], "--flagfile={d}/nowhere.flags: no such file"),
         (["--lr=-1"], "--lr must be positive"),
         (["--bn_l1=-1e-4"], "--bn_l1 must be >= 0"),
         (["--precise_bn=-1"], "--precise_bn must be >= 0, got -1"),

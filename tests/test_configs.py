@@ -18,7 +18,7 @@ def test_config_is_valid_and_documented(path):
     assert text.startswith("#") and "python -m tfclf.train" in text  # says how to run it
     fl = flags.FLAGS
     try:
-        fl(["prog", f"--flagfile={path}"])
+        fl(cli.expand_flagfiles(["prog", f"--flagfile={path}"]))
         cfg, errors = cli.config_from_flags(fl)
     finally:
         fl.unparse_flags()
@@ -143,24 +143,64 @@ def test_stages_on_the_command_line_replace_a_flagfiles(tmp_path):
     inner = tmp_path / "inner.flags"
     inner.write_text("--stage=size=70 epochs=300\n--stage=size=120 epochs=150\n--lr=0.05\n")
     outer = tmp_path / "outer.flags"
-    outer.write_text(f"--flagfile={inner}\n--epochs=7\n")
+    outer.write_text(f"# a comment\n\n--flagfile={inner}\n// another\n  --epochs=7\n")
     argv = ["prog", f"--flagfile={outer}", "--stage=size=32 epochs=2", "--batch_size=8"]
-    assert cli.command_line_stages_win(argv) == [
+    assert cli.expand_flagfiles(argv) == [
         "prog", "--lr=0.05", "--epochs=7", "--stage=size=32 epochs=2", "--batch_size=8"
     ]  # fmt: skip
     two_tokens = ["prog", "--flagfile", str(inner), "--stage", "size=16 epochs=1"]
-    assert cli.command_line_stages_win(two_tokens) == ["prog", "--lr=0.05", *two_tokens[3:]]
+    assert cli.expand_flagfiles(two_tokens) == ["prog", "--lr=0.05", *two_tokens[3:]]
     untouched = ["prog", f"--flagfile={outer}", "--batch_size=8"]
-    assert cli.command_line_stages_win(untouched) == untouched
-    missing = ["prog", f"--flagfile={tmp_path / 'nope.flags'}", "--stage=size=8 epochs=1"]
-    assert cli.command_line_stages_win(missing) == missing  # absl's parser reports it
+    assert cli.expand_flagfiles(untouched) == [
+        "prog", "--stage=size=70 epochs=300", "--stage=size=120 epochs=150", "--lr=0.05",
+        "--epochs=7", "--batch_size=8",
+    ]  # fmt: skip
     fl = flags.FLAGS
     try:
-        fl(cli.command_line_stages_win(argv))
+        fl(cli.expand_flagfiles(argv))
         cfg, errors = cli.config_from_flags(fl)
     finally:
         fl.unparse_flags()
     assert not errors and [(s.size, s.epochs) for s in cfg.stages] == [(32, 2)]
+
+
+def test_a_nested_flagfile_is_found_beside_the_file_naming_it(tmp_path, monkeypatch):
+    """From any working directory: absl alone looks for it from the working directory
+    only, so the shipped configs that build on another worked from the repository root
+    only."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    distill = next(p for p in CONFIGS if p.name == "distill_mobilenet.flags")
+    expanded = cli.expand_flagfiles(["prog", f"--flagfile={distill}"])
+    # se_resnet20_mnist.flags, which it names, then its own flags: the later one wins
+    assert expanded.index("--model=se_resnet20") < expanded.index("--model=mobilenet_student")
+    (tmp_path / "base.flags").write_text("--lr=0.3\n")
+    (elsewhere / "base.flags").write_text("--lr=0.7\n")
+    (tmp_path / "exp.flags").write_text("--flagfile=base.flags\n")
+    # where absl looks first (the working directory) wins, as it did before
+    assert cli.expand_flagfiles(["prog", f"--flagfile={tmp_path / 'exp.flags'}"]) == [
+        "prog", "--lr=0.7"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "files, error",
+    [
+        ({}, "--flagfile={t}/exp.flags: no such file"),
+        ({"exp.flags": "--flagfile=gone.flags"}, "--flagfile={t}/gone.flags (named in {t}/exp"),
+        ({"exp.flags": "--flagfile=exp.flags"}, "--flagfile={t}/exp.flags (named in {t}/exp.f"),
+        ({"exp.flags": b"\xff\xfe--lr"}, "--flagfile={t}/exp.flags: 'utf-8' codec can't"),
+    ],
+    ids=["missing", "missing-nested", "includes-itself", "not-text"],
+)
+def test_a_bad_flagfile_is_an_error_naming_it_and_the_file_naming_it(tmp_path, files, error):
+    for name, content in files.items():
+        write = (tmp_path / name).write_bytes if isinstance(content, bytes) else None
+        (write or (tmp_path / name).write_text)(content)
+    with pytest.raises(cli.UsageError) as e:
+        cli.expand_flagfiles(["prog", f"--flagfile={tmp_path / 'exp.flags'}", "--lr=1"])
+    assert error.format(t=tmp_path) in str(e.value)
 
 
 def test_a_moved_run_is_read_where_it_is_now(tmp_path):

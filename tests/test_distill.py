@@ -81,16 +81,17 @@ def teacher_run(tmp_path_factory, digits):
 
 @pytest.fixture(scope="module")
 def snapshot_run(tmp_path_factory, digits):
-    """A run at 20 px with a snapshot at the end of each of its four 1-epoch cycles: a
-    second teacher, of another architecture and resolution, and a snapshot ensemble."""
+    """A run at 20 px with a snapshot at the end of each of its two 2-epoch cycles: a
+    second teacher, of another architecture and resolution, and a snapshot ensemble.
+    Validated after epochs 2 (a cycle end, forced), 3 (--val_every, mid-cycle) and 4."""
     from tfclf.config import ScheduleConfig, Stage
     from tfclf.train import finish_run
 
     run_dir = tmp_path_factory.mktemp("snapshots") / "run"
     schedule = ScheduleConfig(
-        kind="cosine_restarts", lr=0.05, epochs=4, restart_epochs=1, t_mul=1.0, warmup_epochs=0
+        kind="cosine_restarts", lr=0.05, epochs=4, restart_epochs=2, t_mul=1.0, warmup_epochs=0
     )
-    cfg = tiny_config(run_dir, digits, snapshots=True, val_every=4)
+    cfg = tiny_config(run_dir, digits, snapshots=True, val_every=3)
     cfg = dataclasses.replace(cfg, stages=(Stage(size=20, schedule=schedule),))
     result = train(cfg)
     return run_dir, cfg, finish_run(result, cfg), result
@@ -168,12 +169,12 @@ def test_a_run_distilled_from_an_ensemble_reports_it_and_each_member(
     from tfclf.data import prepare_data
     from tfclf.train import ensemble_top1, finish_run
 
-    both = f"{teacher_run},{snapshot_run[0] / 'snapshots'}"  # 1 + 4 members, 28 and 20 px
+    both = f"{teacher_run},{snapshot_run[0] / 'snapshots'}"  # 1 + 2 members, 28 and 20 px
     cfg = tiny_config(tmp_path / "student", digits, epochs=1, teacher=both)
     metrics = finish_run(train(cfg), cfg)
     val = prepare_data(cfg)[0].val  # the student's validation split
     alone = [ensemble_top1(m, val)[0] for m in Teacher(both).sources]
-    assert len(alone) == 5
+    assert len(alone) == 3
     assert metrics["teacher_members_top1"] == alone
     ensemble = Teacher(both)(val.images).numpy().argmax(-1)
     assert metrics["teacher_top1"] == pytest.approx((ensemble == val.labels).mean())
@@ -232,18 +233,56 @@ def test_snapshots_are_kept_at_each_cycle_end_scored_as_an_ensemble_and_teach(sn
 
     run_dir, cfg, metrics, _ = snapshot_run
     names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
-    assert names == [f"stage0_epoch00{e}" for e in (1, 2, 3, 4)]
+    assert names == ["stage0_epoch002", "stage0_epoch004"]
     rows = json.loads((run_dir / "history.json").read_text())["epochs"]
-    assert all("val_accuracy" in r for r in rows)  # validated at each snapshot (precise BN)
+    # validated at each snapshot (precise BN) and, by --val_every=3, mid-cycle
+    assert ["val_accuracy" in r for r in rows] == [False, True, True, True]
     val = prepare_data(cfg)[0].val
     teacher = Teacher(str(run_dir / "snapshots"))  # what --teacher=RUN/snapshots loads
     assert [Path(s).parent.name for s in teacher.sources] == names
-    assert teacher.shapes == [(20, 20, 1)] * 4
+    assert teacher.shapes == [(20, 20, 1)] * 2
     members = [ensemble_top1(s, val)[0] for s in teacher.sources]
     assert metrics["snapshot_members_top1"] == members
     assert metrics["snapshot_members_top1"][-1] == pytest.approx(rows[-1]["val_accuracy"])
     ensemble = teacher(val.images).numpy().argmax(-1)
     assert metrics["snapshot_top1"] == pytest.approx((ensemble == val.labels).mean())
+
+
+def _h5_arrays(path) -> list[np.ndarray]:
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, v: arrays.append(v[()]) if isinstance(v, h5py.Dataset) else None)
+    return arrays
+
+
+def test_with_warm_restarts_the_best_model_is_the_best_cycle_end(snapshot_run):
+    """Epoch 3, validated mid-cycle at a high learning rate, is never kept as the best."""
+    run_dir, *_ = snapshot_run
+    rows = json.loads((run_dir / "history.json").read_text())["epochs"]
+    ends = {2: rows[1]["val_accuracy"], 4: rows[3]["val_accuracy"]}
+    best = max(ends, key=lambda e: (ends[e], e))  # the later of equals is kept
+    snapshot = run_dir / "checkpoints" / "snapshots" / f"stage0_epoch{best:03d}.weights.h5"
+    kept = _h5_arrays(run_dir / "best_stage0.weights.h5")
+    assert len(kept) > 4
+    for a, b in zip(kept, _h5_arrays(snapshot), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_best_weights_are_only_taken_at_the_given_epochs(tmp_path):
+    from tfclf.training.callbacks import BestWeights
+
+    model = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+    path = tmp_path / "best.weights.h5"
+    keep = BestWeights(path, model, epochs=[3, 6])
+    keep.set_model(model)
+    for epoch, acc in enumerate([0.9, 0.5, 0.7, 0.99, 0.1, 0.7]):  # 1-based epochs 1..6
+        model.layers[0].bias.assign([float(epoch + 1)])
+        keep.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": acc})
+    model.layers[0].bias.assign([0.0])
+    model.load_weights(path)
+    assert float(model.layers[0].bias[0]) == 6.0 and keep.best == 0.7  # the later of equals
 
 
 def test_snapshots_that_do_not_fit_the_final_model_are_a_warning_not_a_lost_run(

@@ -335,7 +335,7 @@ def disk_full_message(e: BaseException) -> str | None:
     )
 
 
-# Lines for the log from flag parsing (command_line_stages_win), which runs before absl
+# Lines for the log from flag parsing (expand_flagfiles), which runs before absl
 # logging is set up; guarded() logs them once main starts.
 _PARSE_NOTES: list[str] = []
 
@@ -388,36 +388,81 @@ def guarded(main, log_dir=None):
     return run
 
 
-def command_line_stages_win(argv: list[str]) -> list[str]:
-    """``--stage`` is the one repeatable flag, and absl adds a flagfile's stages to the command
+_FLAGFILE = ("--flagfile=", "-flagfile=")
+_STAGE = ("--stage=", "-stage=")
+_STAGE_ALONE = ("--stage", "-stage")  # its value the next argument
+
+
+def _flagfile_lines(path: Path, named_in: Path | None, stack: tuple[Path, ...]) -> list[str]:
+    """The flags of the flagfile ``path`` in order, nested flagfiles expanded in place, read
+    by absl's rules (blank lines and lines starting with # or // skipped). A flagfile named in
+    another (``named_in``) is looked for where absl looks, from the working directory, and
+    else beside the file that names it: a config that nests another works from anywhere."""
+    where = f" (named in {named_in})" if named_in else ""
+    if named_in and not path.is_absolute() and not path.exists():
+        path = named_in.parent / path
+    if path.resolve() in stack:
+        raise UsageError(f"--flagfile={path}{where} includes itself")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = "no such file" if isinstance(e, FileNotFoundError) else e
+        raise UsageError(f"--flagfile={path}{where}: {reason}") from None
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "//")):
+            continue
+        if line.startswith(_FLAGFILE):
+            nested = Path(os.path.expanduser(line.partition("=")[2].strip()))
+            lines += _flagfile_lines(nested, path, (*stack, path.resolve()))
+        else:
+            lines.append(line)
+    return lines
+
+
+def expand_flagfiles(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--flagfile`` replaced by its flags (``_flagfile_lines``); a bad
+    flagfile is a ``UsageError`` naming it and the file that names it.
+
+    ``--stage`` is the one repeatable flag, and absl adds a flagfile's stages to the command
     line's. As with every other flag, stages given on the command line replace a flagfile's:
     ``--flagfile=configs/report000_fixres.flags --stage="size=32 epochs=2"`` trains one stage,
     not three."""
-    if not any(a == "--stage" or a.startswith("--stage=") for a in argv[1:]):
-        return argv
-    out, dropped, args = list(argv[:1]), 0, iter(argv[1:])
+    out, from_files, args = list(argv[:1]), [], iter(argv[1:])
     for a in args:
+        if a == "--":  # what follows is positional
+            out += [a, *args]
+            break
         if a in ("--flagfile", "-flagfile"):
             a = f"--flagfile={next(args, '')}"
-        if not a.startswith(("--flagfile=", "-flagfile=")):
+        if a.startswith(_FLAGFILE):
+            lines = _flagfile_lines(Path(os.path.expanduser(a.partition("=")[2])), None, ())
+            from_files.append((len(out), lines))
+            out += lines
+        else:
             out.append(a)
-            continue
-        try:
-            expanded = FLAGS.read_flags_from_files([a], force_gnu=False)
-        except flags.Error:
-            return argv  # absl's own parsing then reports the unreadable flagfile
-        kept = [e for e in expanded if not e.startswith(("--stage=", "-stage="))]
-        dropped += len(expanded) - len(kept)
-        out += kept
-    if dropped:  # logged once main runs: absl logging is not set up while flags parse
-        _PARSE_NOTES.append(
-            f"--stage on the command line replaces the flagfile's {dropped} stage(s)"
-        )
-    return out
+    on_command_line = set(range(len(out))) - {
+        i for at, lines in from_files for i in range(at, at + len(lines))
+    }
+    if not any(out[i].startswith(_STAGE) or out[i] in _STAGE_ALONE for i in on_command_line):
+        return out
+    kept = [a for i, a in enumerate(out) if i in on_command_line or not a.startswith(_STAGE)]
+    # logged once main runs: absl logging is not set up while flags parse
+    _PARSE_NOTES.append(
+        f"--stage on the command line replaces the flagfile's {len(out) - len(kept)} stage(s)"
+    )
+    return kept
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        argv = expand_flagfiles(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return app.parse_flags_with_usage(argv)
 
 
 def run(main, log_dir=None) -> None:
-    app.run(
-        guarded(main, log_dir),
-        flags_parser=lambda argv: app.parse_flags_with_usage(command_line_stages_win(argv)),
-    )
+    app.run(guarded(main, log_dir), flags_parser=_parse_flags)

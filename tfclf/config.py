@@ -47,7 +47,13 @@ def field(default=dataclasses.MISSING, help: str = "", *, factory=None, choices=
 class ScheduleConfig:
     """A learning-rate schedule over one stage (``tfclf.training.schedules``)."""
 
-    kind: str = field("cosine", "LR schedule.", choices=SCHEDULES, flag="schedule")
+    kind: str = field(
+        "cosine",
+        "LR schedule. With cycles (cosine_restarts, cyclic) the best model is the best by "
+        "val accuracy among the cycles' ends, each validated.",
+        choices=SCHEDULES,
+        flag="schedule",
+    )
     lr: float = field(0.2, "Peak learning rate.")
     epochs: int = field(22, "Epochs (of the single stage; --stage sets them per stage).")
     warmup_epochs: float = field(1.0, "Linear warm-up epochs (clipped below --epochs).")

@@ -9,7 +9,7 @@ data source can be loaded.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tfclf import cli
 
@@ -57,4 +57,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)  # flagfiles read as the training CLI reads them

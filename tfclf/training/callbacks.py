@@ -61,7 +61,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights with the best validation accuracy of the stage (atomic writes) of
-    ``saved``: the trained model or, for a phase that wraps it, the part it keeps.
+    ``saved``: the trained model or, for a phase that wraps it, the part it keeps. Only at
+    ``epochs`` (1-based) when given: a schedule with warm restarts keeps its best cycle end,
+    never a model caught at a high learning rate that a small validation set flattered; of
+    equal cycle ends the later, which has trained longer.
 
     In a multi-worker run every worker saves (reading batch-norm statistics is a collective
     op all workers must join); non-chief workers write into their own scratch directory.
@@ -73,13 +76,18 @@ class BestWeights(keras.callbacks.Callback):
         saved: keras.Model | None = None,
         monitor: str = "val_accuracy",
         best: float = -np.inf,
+        epochs=None,
     ):
         super().__init__()
         self.path, self.saved, self.monitor, self.best = path, saved, monitor, best
+        self.epochs = None if epochs is None else set(epochs)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.epochs is not None and epoch + 1 not in self.epochs:
+            return
         value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best and _finite_loss(logs):
+        better = value is not None and (value >= self.best if self.epochs else value > self.best)
+        if better and _finite_loss(logs):
             self.best = float(value)
             atomic_save_weights(self.saved or self.model, self.path)
 

@@ -362,8 +362,16 @@ class Trainer:
                 image_size=stage.size,
             )
             best_path = self.out_dir / f"best_stage{s}.weights.h5"
+            # warm restarts: the best model and the snapshots are taken at cycle ends only
+            ends = None
+            if stage.schedule.kind in CYCLIC_SCHEDULES:
+                ends = cycle_ends(stage.schedule, ctx.steps_per_epoch)
             best_so_far = max(
-                [r.get("val_accuracy", -1) for r in self.history["epochs"] if r["stage"] == s]
+                [
+                    r.get("val_accuracy", -1)
+                    for r in self.history["epochs"]
+                    if r["stage"] == s and (ends is None or r["epoch"] in ends)
+                ]
                 or [-np.inf]
             )
             checkpoint = cb.ResumableCheckpoint(
@@ -372,16 +380,14 @@ class Trainer:
             callbacks = [
                 cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
                 *self.phase.callbacks(model, ctx),
-                cb.BestWeights(best_path, self.phase.saved(model), best=best_so_far),
+                cb.BestWeights(best_path, self.phase.saved(model), best=best_so_far, epochs=ends),
                 keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
                 checkpoint,
             ]
-            snapshot_epochs = []
-            if cfg.snapshots and stage.schedule.kind in CYCLIC_SCHEDULES:
-                snapshot_epochs = cycle_ends(stage.schedule, ctx.steps_per_epoch)
+            if cfg.snapshots and ends:
                 callbacks.insert(
                     -1,  # before the checkpoint: a resumed run never skips a snapshot
-                    cb.Snapshots(self.snapshot_dir, self.phase.saved(model), snapshot_epochs, s),
+                    cb.Snapshots(self.snapshot_dir, self.phase.saved(model), ends, s),
                 )
             if cfg.precise_bn:
                 pick = np.random.default_rng(cfg.seed).permutation(len(self.data.train))
@@ -448,7 +454,7 @@ class Trainer:
                 validation_freq=[
                     e
                     for e in range(first_epoch + 1, stage.epochs + 1)
-                    if e % val_every == 0 or e == stage.epochs or e in snapshot_epochs
+                    if e % val_every == 0 or e == stage.epochs or e in (ends or ())
                 ],
                 callbacks=callbacks,
                 verbose=verbose,

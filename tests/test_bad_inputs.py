@@ -120,7 +120,7 @@ CASES = {
         (["{d}/digit.png"], "--model is required"),
         (["--model={d}/corrupt.tflite", "{d}/digit.png"], "{d}/corrupt.tflite"),
         (["--model={d}/nowhere.keras", "{d}/digit.png"], "{d}/nowhere.keras"),
-        (["--model={d}/corrupt.tflite"], "give one or more images or folders"),
+        (["--model={d}/corrupt.tflite"], "give one or more images, folders or CSV lists"),
         (["--model={d}/corrupt.tflite", "--top_k=0", "{d}/digit.png"], "--top_k must be >= 1"),
         (
             ["--model={d}/five.tflite", "{d}/rgb.png"],  # a colour image, a grayscale model

@@ -553,3 +553,49 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     top1 = float(proc.stdout.split("top-1 ")[1].split()[0])
     report_top1 = json.loads((run_dir / "metrics.json").read_text())["top1"]
     assert top1 == pytest.approx(report_top1, abs=1e-4), (top1, report_top1)  # printed to 4 places
+
+
+def test_a_csv_list_is_read_as_trainings_csv_source_reads_it(tmp_path):
+    """Predict's CSV inputs: ids without extensions found in --data_dir, labelled by a
+    column of class names, unlabelled when the other column holds no classes, a missing
+    file kept to be skipped by name, and a label column of unknown classes an error."""
+    from PIL import Image
+
+    from tfclf.inference import ImageError, collect_images, load_images
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a1", "b2", "c3"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / f"{name}.png")
+    classes = ["cat", "dog"]
+    labelled = tmp_path / "test.csv"
+    labelled.write_text("id;Label\na1;dog\nb2;cat\ngone;cat\nc3;\n")  # semicolons, no extensions
+    items = collect_images([labelled], classes, images)
+    assert items == [
+        (images / "a1.png", 1), (images / "b2.png", 0), (images / "gone", 0), (images / "c3.png", None)
+    ]  # fmt: skip
+    other = tmp_path / "other.csv"
+    other.write_text("file,score\nimages/a1.png,0.3\nimages/b2.png,0.9\n")  # beside the CSV
+    assert collect_images([other], classes) == [
+        (images / "a1.png", None),
+        (images / "b2.png", None),
+    ]
+    only = tmp_path / "ids.csv"
+    only.write_text("id\na1\nc3\n")  # one column: just the images
+    assert collect_images([only], classes, images) == [
+        (images / "a1.png", None),
+        (images / "c3.png", None),
+    ]
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("id,class\na1,cow\nb2,dog\n")
+    with pytest.raises(ImageError, match="column 'class' holds cow, not classes of the model"):
+        collect_images([unknown], classes, images)
+    with pytest.raises(ImageError, match="no column of its first row .* names a file"):
+        collect_images([labelled], classes)  # the images are not beside it
+    pixels, kept, skipped = load_images(items, (8, 8, 1))
+    assert pixels.shape == (3, 8, 8, 1) and [p.name for p, _ in kept] == [
+        "a1.png",
+        "b2.png",
+        "c3.png",
+    ]
+    assert skipped == [(images / "gone", "no such file")]

@@ -1,5 +1,5 @@
-"""Images from paths for prediction: single files, plain folders, or folders of class
-subfolders (labelled, so accuracy can be computed). Decoding is the training loader's
+"""Images from paths for prediction: single files, plain folders, folders of class
+subfolders or CSV lists with a label column (labelled, so accuracy can be computed). Decoding is the training loader's
 (``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason.
 ``classify`` runs a model over them in chunks of bounded memory; ``predictions_csv``
 tabulates the result."""
@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from tfclf.cli import UsageError
-from tfclf.data.sources import GRAY_MODES, IMAGE_EXTENSIONS, decode_image, is_hidden
+from tfclf.data.sources import (
+    GRAY_MODES,
+    IMAGE_EXTENSIONS,
+    LABEL_COLUMNS,
+    DataError,
+    decode_image,
+    image_column,
+    is_hidden,
+    read_image_table,
+    resolve_listed,
+)
 
 
 class ImageError(UsageError):
@@ -26,13 +36,52 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
 
 
-def collect_images(inputs: list[Path], class_names: list[str]) -> list[tuple[Path, int | None]]:
+def csv_items(
+    path: Path, class_names: list[str], image_dir: Path | None = None
+) -> list[tuple[Path, int | None]]:
+    """(path, label or None) for every image a CSV file lists, read as training's ``csv:``
+    source reads it: the image column is the first naming a file in ``image_dir`` (default
+    the CSV's folder). The rows are labelled by a column named label, class, category or
+    target, or else by the one other column when each of its values is a class of the
+    model; a file listed but missing is kept, to be skipped and named when decoded."""
+    try:
+        folder, header, rows = read_image_table(path, image_dir)
+        image_col = image_column(path, folder, rows)
+    except DataError as e:
+        raise ImageError(str(e)) from None
+    others = [c for c in range(len(header)) if c != image_col]
+    named = [c for c in others if header[c].lower() in LABEL_COLUMNS]
+    label_col = named[0] if named else others[0] if len(others) == 1 else None
+    values = [r[label_col].strip() for r in rows] if label_col is not None else []
+    unknown = sorted({v for v in values if v and v not in class_names})
+    if unknown and named:
+        raise ImageError(
+            f"{path}: column {header[label_col]!r} holds {', '.join(unknown[:5])}, not classes "
+            f"of the model ({', '.join(class_names)})"
+        )
+    labels = values if values and not unknown else [""] * len(rows)
+    return [
+        (
+            resolve_listed(folder, r[image_col]) or folder / r[image_col].strip(),
+            class_names.index(label) if label else None,
+        )
+        for r, label in zip(rows, labels)
+    ]
+
+
+def collect_images(
+    inputs: list[Path], class_names: list[str], image_dir: Path | None = None
+) -> list[tuple[Path, int | None]]:
     """(path, label or None) for every file: a folder whose subfolders are named after the
-    model's classes is labelled by them; any other folder is a list of images."""
+    model's classes is labelled by them; any other folder is a list of images; a ``.csv``
+    file lists images (``csv_items``; ``image_dir`` their folder)."""
     items = []
     for path in inputs:
         if not path.exists():
             raise ImageError(f"{path}: no such file or folder")
+        if path.is_file() and path.suffix.lower() == ".csv":
+            items += csv_items(path, class_names, image_dir)
+            continue
         if path.is_file():
             items.append((path, None))
             continue
@@ -77,6 +126,9 @@ def load_images(
     h, w, c = input_shape
     pixels, kept, skipped = [], [], []
     for path, label in items:
+        if not path.is_file():  # listed in a CSV
+            skipped.append((path, "no such file"))
+            continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append((path, f"not an image extension ({', '.join(IMAGE_EXTENSIONS)})"))
             continue

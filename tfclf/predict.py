@@ -1,9 +1,10 @@
 """Classify images with any exported tfclf model: ``python -m tfclf.predict --model=FILE
-IMAGE_OR_FOLDER...``.
+IMAGE_FOLDER_OR_CSV...``.
 
 ``FILE``: a ``.tflite``, a ``.keras`` or a SavedModel (``RUN/best_model`` works). Prints the
-top-k classes per image with their probabilities; a folder of class subfolders is scored
-and its accuracy printed. Unreadable images are skipped and named, as in training.
+top-k classes per image with their probabilities; a folder of class subfolders, or a CSV
+list of images with a label column (``--data_dir`` the images' folder, default the CSV's),
+is scored and its accuracy printed. Unreadable images are skipped and named, as in training.
 ``--csv=FILE`` writes every image's row (path, label, prediction, its probability, then one
 column per class) for a spreadsheet or pandas.
 """
@@ -27,6 +28,9 @@ flags.DEFINE_integer("max_print", 50, "Print at most this many per-image lines."
 flags.DEFINE_string(
     "csv", None, "Also write every image's prediction and class probabilities to this CSV file."
 )
+flags.DEFINE_string(
+    "data_dir", None, "Folder of the images a CSV input lists (default: the CSV's folder)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +40,7 @@ def main(argv):
     if FLAGS.model is None:
         raise cli.UsageError("--model is required (a .tflite, .keras or SavedModel)")
     if not inputs:
-        raise cli.UsageError("give one or more images or folders after the flags")
+        raise cli.UsageError("give one or more images, folders or CSV lists after the flags")
     if FLAGS.top_k < 1:
         raise cli.UsageError(f"--top_k must be >= 1, got {FLAGS.top_k}")
     if FLAGS.csv and not Path(FLAGS.csv).parent.is_dir():
@@ -49,7 +53,8 @@ def main(argv):
     except ModelFileError as e:
         raise cli.UsageError(f"--model: {e}") from None
     try:
-        items = collect_images(inputs, clf.class_names)
+        data_dir = Path(FLAGS.data_dir) if FLAGS.data_dir else None
+        items = collect_images(inputs, clf.class_names, data_dir)
         probs, kept, skipped = classify(clf, items, FLAGS.convert_channels, log=print)
     except ImageError as e:
         raise cli.UsageError(str(e)) from None

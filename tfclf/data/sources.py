@@ -527,7 +527,7 @@ SPLIT_COLUMNS = ("split", "subset", "set", "partition")
 SPLIT_NAMES = {name: split for split, names in SPLIT_DIRS.items() for name in names}
 
 
-def _resolve(folder: Path, name: str) -> Path | None:
+def resolve_listed(folder: Path, name: str) -> Path | None:
     """The file ``name`` names in ``folder``: as given, or with an image extension added
     (Kaggle's CSVs often list ids without one)."""
     path = folder / name.strip()
@@ -537,6 +537,49 @@ def _resolve(folder: Path, name: str) -> Path | None:
         if (candidate := path.with_name(path.name + ext)).is_file():
             return candidate
     return None
+
+
+def read_image_table(
+    path: Path, image_dir: str | os.PathLike | None = None
+) -> tuple[Path, list[str], list[list[str]]]:
+    """The images' folder (``image_dir``, default the CSV's folder), the header and the rows
+    of a CSV file listing images: commas, or the semicolons and tabs of other spreadsheets'
+    exports; blank rows dropped; every row as long as the header."""
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path}")
+    folder = Path(image_dir) if image_dir else path.parent
+    if not folder.is_dir():
+        raise DataError(f"--data_dir: no folder {folder} for the images of {path}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            try:
+                dialect = csv.Sniffer().sniff(f.read(65536), delimiters=",;\t")
+            except csv.Error:  # one column, or too few rows to tell
+                dialect = csv.excel
+            f.seek(0)
+            rows = [r for r in csv.reader(f, dialect) if any(cell.strip() for cell in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read it as CSV ({e})") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header row and a row for each image")
+    header, rows = [h.strip() for h in rows[0]], rows[1:]
+    if bad := [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]:
+        raise DataError(
+            f"{path}: line(s) {', '.join(map(str, bad[:5]))} do not have the header's "
+            f"{len(header)} columns"
+        )
+    return folder, header, rows
+
+
+def image_column(path: Path, folder: Path, rows: list[list[str]]) -> int:
+    """The first column whose value in the first row names a file in ``folder``."""
+    col = next((c for c in range(len(rows[0])) if resolve_listed(folder, rows[0][c])), None)
+    if col is None:
+        raise DataError(
+            f"{path}: no column of its first row ({', '.join(rows[0])}) names a file in "
+            f"{folder}; pass the images' folder with --data_dir"
+        )
+    return col
 
 
 def load_csv(
@@ -557,35 +600,10 @@ def load_csv(
     Classes are the labels sorted (as numbers when all are integers). Files are decoded as
     a folder's are; rows whose file is missing or unreadable are skipped and listed."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"CSV file not found: {path}")
-    folder = Path(image_dir) if image_dir else path.parent
-    if not folder.is_dir():
-        raise DataError(f"--data_dir: no folder {folder} for the images of {path}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            try:  # commas, or the semicolons and tabs of other spreadsheets' exports
-                dialect = csv.Sniffer().sniff(f.read(65536), delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            f.seek(0)
-            rows = [r for r in csv.reader(f, dialect) if any(cell.strip() for cell in r)]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read it as CSV ({e})") from None
-    if len(rows) < 2 or len(rows[0]) < 2:
+    folder, header, rows = read_image_table(path, image_dir)
+    if len(header) < 2:
         raise DataError(f"{path}: needs a header row and rows of (image, label) columns")
-    header, rows = [h.strip() for h in rows[0]], rows[1:]
-    if bad := [i + 2 for i, r in enumerate(rows) if len(r) != len(header)]:
-        raise DataError(
-            f"{path}: line(s) {', '.join(map(str, bad[:5]))} do not have the header's "
-            f"{len(header)} columns"
-        )
-    image_col = next((c for c in range(len(header)) if _resolve(folder, rows[0][c])), None)
-    if image_col is None:
-        raise DataError(
-            f"{path}: no column of its first row ({', '.join(rows[0])}) names a file in "
-            f"{folder}; pass the images' folder with --data_dir"
-        )
+    image_col = image_column(path, folder, rows)
     split_col = next(
         (
             c
@@ -613,7 +631,7 @@ def load_csv(
     for r, label in zip(rows, labels):
         if not label:
             skipped.append((folder / r[image_col].strip(), f"no label in {path.name}"))
-        elif (file := _resolve(folder, r[image_col])) is None:
+        elif (file := resolve_listed(folder, r[image_col])) is None:
             skipped.append((folder / r[image_col].strip(), f"listed in {path.name}, not found"))
         else:
             files.append(file)

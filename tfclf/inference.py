@@ -1,6 +1,7 @@
 """Images from paths for prediction: single files, plain folders, folders of class
-subfolders or CSV lists with a label column (labelled, so accuracy can be computed). Decoding is the training loader's
-(``tfclf.data.sources.decode_image``): unreadable files are skipped with the reason.
+subfolders or CSV lists with a label column (labelled, so accuracy can be computed).
+Decoding is the training loader's (``tfclf.data.sources.decode_image``): unreadable files
+are skipped with the reason.
 ``classify`` runs a model over them in chunks of bounded memory; ``predictions_csv``
 tabulates the result."""
 

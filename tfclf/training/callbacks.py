@@ -86,7 +86,8 @@ class BestWeights(keras.callbacks.Callback):
         if self.epochs is not None and epoch + 1 not in self.epochs:
             return
         value = (logs or {}).get(self.monitor)
-        better = value is not None and (value >= self.best if self.epochs else value > self.best)
+        at_ends = self.epochs is not None  # of equal cycle ends, the later
+        better = value is not None and (value >= self.best if at_ends else value > self.best)
         if better and _finite_loss(logs):
             self.best = float(value)
             atomic_save_weights(self.saved or self.model, self.path)

@@ -123,6 +123,11 @@ CASES = {
         (["--model={d}/corrupt.tflite"], "give one or more images, folders or CSV lists"),
         (["--model={d}/corrupt.tflite", "--top_k=0", "{d}/digit.png"], "--top_k must be >= 1"),
         (
+            ["--model={d}/five.tflite", "{d}/ids.csv"],  # lists images that are elsewhere
+            "{d}/ids.csv: no column of its first row (img7, 3) names a file in {d}; pass the "
+            "images' folder with --data_dir",
+        ),
+        (
             ["--model={d}/five.tflite", "{d}/rgb.png"],  # a colour image, a grayscale model
             "{d}/rgb.png has 3 channel(s) but the model takes 1: pass --convert_channels",
         ),
@@ -156,6 +161,7 @@ def _make_bad_files(d: Path) -> None:
             Image.fromarray(x[n, :n, :n]).save(d / "mixed_sizes" / cls / f"{n}.png")
     Image.fromarray(x[0]).save(d / "digit.png")
     Image.fromarray(np.stack([x[0]] * 3, -1)).save(d / "rgb.png")
+    (d / "ids.csv").write_text("id,label\nimg7,3\n")
     (d / "corrupt.tflite").write_bytes(b"TFL3 but not really a flatbuffer")
     _write_tflite(d / "five.tflite", ["0", "1", "2", "3", "4"])
     _write_tflite(d / "animals.tflite", ["cat", "dog", "cow"])

@@ -178,6 +178,10 @@ def test_a_nested_flagfile_is_found_beside_the_file_naming_it(tmp_path, monkeypa
     (tmp_path / "base.flags").write_text("--lr=0.3\n")
     (elsewhere / "base.flags").write_text("--lr=0.7\n")
     (tmp_path / "exp.flags").write_text("--flagfile=base.flags\n")
+    # configs/ as the README names them, read from the package where there is no such folder
+    shipped = cli.expand_flagfiles(["prog", "--flagfile=configs/distill_mobilenet.flags"])
+    assert shipped == expanded
+    assert (Path(cli.__file__).parent / "configs" / "quickstart.flags").is_file()
     # where absl looks first (the working directory) wins, as it did before
     assert cli.expand_flagfiles(["prog", f"--flagfile={tmp_path / 'exp.flags'}"]) == [
         "prog", "--lr=0.7"

@@ -389,6 +389,8 @@ def guarded(main, log_dir=None):
 
 
 _FLAGFILE = ("--flagfile=", "-flagfile=")
+# The shipped experiment flagfiles, inside the package (the repository's configs/ links here)
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 _STAGE = ("--stage=", "-stage=")
 _STAGE_ALONE = ("--stage", "-stage")  # its value the next argument
 
@@ -397,10 +399,15 @@ def _flagfile_lines(path: Path, named_in: Path | None, stack: tuple[Path, ...]) 
     """The flags of the flagfile ``path`` in order, nested flagfiles expanded in place, read
     by absl's rules (blank lines and lines starting with # or // skipped). A flagfile named in
     another (``named_in``) is looked for where absl looks, from the working directory, and
-    else beside the file that names it: a config that nests another works from anywhere."""
+    else beside the file that names it: a config that nests another works from anywhere.
+    ``configs/NAME.flags`` not found from the working directory is the shipped one, so the
+    README's commands work with an installed wheel too."""
     where = f" (named in {named_in})" if named_in else ""
     if named_in and not path.is_absolute() and not path.exists():
         path = named_in.parent / path
+    elif not named_in and not path.exists() and path.parts[:1] == ("configs",):
+        shipped = PACKAGED_CONFIGS.joinpath(*path.parts[1:])
+        path = shipped if shipped.is_file() else path  # an installed wheel's copy
     if path.resolve() in stack:
         raise UsageError(f"--flagfile={path}{where} includes itself")
     try:

@@ -200,8 +200,7 @@ def test_a_nested_flagfile_is_found_beside_the_file_naming_it(tmp_path, monkeypa
 )
 def test_a_bad_flagfile_is_an_error_naming_it_and_the_file_naming_it(tmp_path, files, error):
     for name, content in files.items():
-        write = (tmp_path / name).write_bytes if isinstance(content, bytes) else None
-        (write or (tmp_path / name).write_text)(content)
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(cli.UsageError) as e:
         cli.expand_flagfiles(["prog", f"--flagfile={tmp_path / 'exp.flags'}", "--lr=1"])
     assert error.format(t=tmp_path) in str(e.value)

@@ -222,16 +222,15 @@ def test_model(name, tmp_path):
         )
 
 
-@pytest.mark.parametrize(
-    "block_args",
-    [
-        dict(block="bottleneck"),
-        dict(block="bottleneck", preact=True, zero_init_residual=True),
-        dict(block="bottleneck", groups=4),
-        dict(block="bottleneck", res2_scale=4, groups=2),
-    ],
-    ids=["bottleneck", "preact_bottleneck", "resnext", "res2next"],
-)
+BLOCK_CASES = {
+    "bottleneck": dict(block="bottleneck"),
+    "preact_bottleneck": dict(block="bottleneck", preact=True, zero_init_residual=True),
+    "resnext": dict(block="bottleneck", groups=4),
+    "res2next": dict(block="bottleneck", res2_scale=4, groups=2),
+}
+
+
+@pytest.mark.parametrize("block_args", list(BLOCK_CASES.values()), ids=list(BLOCK_CASES))
 def test_blocks_train_a_step_and_quantise(block_args):
     """The blocks of the deep models that test_model only builds: a descent step and QAT."""
     model = create_model(
@@ -292,13 +291,16 @@ def test_customisable_resnet_takes_stage_layout_and_leaky_relu():
 
 
 def test_models_quantised_on_their_blocks_name_a_block_case():
-    assert set(QAT_ON_BLOCKS) <= set(list_models())
-    assert set(QAT_ON_BLOCKS.values()) <= {"bottleneck", "preact_bottleneck", "resnext", "res2next"}
     from tfclf.models.resnet import _resnext29
 
-    # the block cases have the models' blocks: grouped bottlenecks, Res2Net-split or not
-    assert _resnext29(4, 16)["groups"] == 4 and _resnext29(4, 16)["res2_scale"] == 1
-    assert _resnext29(2, 8, 4)["res2_scale"] == 4 and _resnext29(2, 8, 4)["groups"] == 2
+    assert set(QAT_ON_BLOCKS) <= set(list_models())
+    # each block case has its models' block: a grouped bottleneck, Res2Net-split or not
+    configs = {"resnext29_4x16d": _resnext29(4, 16), "res2next29_2cx8wx4s": _resnext29(2, 8, 4)}
+    assert set(configs) == set(QAT_ON_BLOCKS)
+    for name, config in configs.items():
+        args = BLOCK_CASES[QAT_ON_BLOCKS[name]]
+        assert args["block"] == config["block"] and (args["groups"] > 1) == (config["groups"] > 1)
+        assert (args.get("res2_scale", 1) > 1) == (config["res2_scale"] > 1), name
 
 
 def test_twins_skip_only_checks_their_twin_runs():

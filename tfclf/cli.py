@@ -436,25 +436,22 @@ def expand_flagfiles(argv: list[str]) -> list[str]:
     line's. As with every other flag, stages given on the command line replace a flagfile's:
     ``--flagfile=configs/report000_fixres.flags --stage="size=32 epochs=2"`` trains one stage,
     not three."""
-    out, from_files, args = list(argv[:1]), [], iter(argv[1:])
+    tagged, args = [(argv[0], False)], iter(argv[1:])  # (argument, from a flagfile)
     for a in args:
         if a == "--":  # what follows is positional
-            out += [a, *args]
+            tagged += [(b, False) for b in (a, *args)]
             break
         if a in ("--flagfile", "-flagfile"):
             a = f"--flagfile={next(args, '')}"
         if a.startswith(_FLAGFILE):
             lines = _flagfile_lines(Path(os.path.expanduser(a.partition("=")[2])), None, ())
-            from_files.append((len(out), lines))
-            out += lines
+            tagged += [(line, True) for line in lines]
         else:
-            out.append(a)
-    on_command_line = set(range(len(out))) - {
-        i for at, lines in from_files for i in range(at, at + len(lines))
-    }
-    if not any(out[i].startswith(_STAGE) or out[i] in _STAGE_ALONE for i in on_command_line):
+            tagged.append((a, False))
+    out = [a for a, _ in tagged]
+    if not any(a.startswith(_STAGE) or a in _STAGE_ALONE for a, filed in tagged if not filed):
         return out
-    kept = [a for i, a in enumerate(out) if i in on_command_line or not a.startswith(_STAGE)]
+    kept = [a for a, filed in tagged if not (filed and a.startswith(_STAGE))]
     # logged once main runs: absl logging is not set up while flags parse
     _PARSE_NOTES.append(
         f"--stage on the command line replaces the flagfile's {len(out) - len(kept)} stage(s)"

@@ -53,14 +53,15 @@ def csv_items(
     others = [c for c in range(len(header)) if c != image_col]
     named = [c for c in others if header[c].lower() in LABEL_COLUMNS]
     label_col = named[0] if named else others[0] if len(others) == 1 else None
-    values = [r[label_col].strip() for r in rows] if label_col is not None else []
-    unknown = sorted({v for v in values if v and v not in class_names})
+    labels = [r[label_col].strip() if label_col is not None else "" for r in rows]
+    unknown = sorted({v for v in labels if v and v not in class_names})
     if unknown and named:
         raise ImageError(
             f"{path}: column {header[label_col]!r} holds {', '.join(unknown[:5])}, not classes "
             f"of the model ({', '.join(class_names)})"
         )
-    labels = values if values and not unknown else [""] * len(rows)
+    if unknown:  # the one other column holds something else: not labels
+        labels = [""] * len(rows)
     return [
         (
             resolve_listed(folder, r[image_col]) or folder / r[image_col].strip(),

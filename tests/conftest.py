@@ -4,7 +4,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Each pytest-xdist worker (and the CLIs it starts) gets its share of the cores as
 # TensorFlow threads: `-n 2` on 2 cores ran test_compress + test_train in 2:58 instead of
-# 3:54 with TensorFlow's default pools in both workers (BUILD_NOTES "Test suite time").
+# 3:54 with TensorFlow's default pools in both workers (docs/benchmarks/tests.md).
 _threads = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_name, str(max(1, _threads)))

@@ -26,6 +26,13 @@ HERE = Path(__file__).parent
 # {run} is a copy of an earlier run directory, {d} a folder of prepared bad files.
 CASES = {
     "tfclf.train": [
+        # the earlier run has other flags: refused without --resume, which the other train
+        # cases pass so that their bad input is what they meet
+        (  # the only flag that differs is named (what the old record lacks is its default)
+            ["--noresume", "--model=lenet5", "--source=npz:{d}/corrupt.npz"],
+            "holds a run with other flags (--source: npz:{d}/good.npz -> npz:{d}/corrupt.npz): "
+            "pass another --run_dir",
+        ),
         (["--source=npz:{d}/corrupt.npz"], "corrupt.npz: cannot read it as .npz"),
         (["--source=npz:{d}/one_class.npz"], "a classifier needs at least 2"),
         (["--source=npz:{d}/negative.npz"], "labels must be class indices 0, 1, ...; found -1"),
@@ -210,6 +217,8 @@ def _run_table(module: str, d: Path) -> list[dict]:
         filled = [a.format(run=run, d=d) for a in args]
         if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
             filled.append(f"--run_dir={run}")
+        if module == "tfclf.train" and not any(a.endswith("resume") for a in filled):
+            filled.append("--resume")
         arg_lists.append(filled)
     cases_file = d / f"{module}.json"
     cases_file.write_text(json.dumps(arg_lists))

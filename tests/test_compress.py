@@ -32,7 +32,7 @@ MODEL = "report003_small_cnn"  # conv-BN-ReLU, Flatten, classifier: every method
 def run(tmp_path_factory, digits):
     """A finished tiny run (2 epochs on 600 real digits) with its best_model/ and flags.txt,
     as the training CLI leaves it."""
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = tiny_config(run_dir, digits, epochs=EPOCHS, model=MODEL, model_args={}, bn_l1=1e-4)

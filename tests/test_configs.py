@@ -6,6 +6,7 @@ import pytest
 from absl import flags
 
 from tfclf import cli
+from tfclf.rundir import RunDir
 
 cli.define_train_flags()
 
@@ -104,19 +105,20 @@ def test_flag_changes_name_what_differs_from_the_runs_record(tmp_path):
         other = cli.resolved_flagfile()
     finally:
         fl.unparse_flags()
-    assert cli.flag_changes(tmp_path, same) == []
-    assert cli.flag_changes(tmp_path, other) == ["--lr: 0.2 -> 0.3", "--stage: (unset) -> epochs=3"]
-    assert cli.flag_changes(tmp_path / "nowhere", other) == []  # no record: a new run
+    run = RunDir(tmp_path)
+    assert run.flag_changes(same) == []
+    assert run.flag_changes(other) == ["--lr: 0.2 -> 0.3", "--stage: (unset) -> epochs=3"]
+    assert RunDir(tmp_path / "nowhere").flag_changes(other) == []  # no record: a new run
 
 
 def test_a_runs_channels_follow_its_model_when_its_flags_leave_them_open(tmp_path):
-    """Folder sources load 1 channel for grayscale images since session 16 (3 before): a run
+    """Folder sources load 1 channel for grayscale images (3 in early versions): a run
     trained earlier must reload its data with its model's channels, from its model card."""
     fl = flags.FLAGS
 
     def channels(run):
         try:
-            return cli.load_run_flags(run).channels
+            return RunDir(run).config().channels
         finally:
             fl.unparse_flags()
 
@@ -215,10 +217,83 @@ def test_a_moved_run_is_read_where_it_is_now(tmp_path):
         (tmp_path / "new").mkdir()
         (tmp_path / "new" / "flags.txt").write_text(cli.resolved_flagfile())
         fl.unparse_flags()
-        cfg = cli.load_run_flags(tmp_path / "new")
-        assert cfg.run_dir == fl.run_dir == str(tmp_path / "new")
+        cfg = RunDir(tmp_path / "new").config()
+        assert cfg.run_dir == str(tmp_path / "new")
     finally:
         fl.unparse_flags()
+
+
+def _record(run: Path, *args: str) -> str:
+    """Writes a run's flags.txt as the training CLI would for ``args``; returns its text."""
+    fl = flags.FLAGS
+    try:
+        fl(["prog", f"--run_dir={run}", *args])
+        cli.absolute_paths(fl)
+        text = cli.resolved_flagfile()
+    finally:
+        fl.unparse_flags()
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "flags.txt").write_text(text)
+    return text
+
+
+def test_reading_a_run_leaves_the_command_lines_flags_alone_and_given_ones_win(tmp_path):
+    """compress and evaluate read the run's flags.txt into a private set of flags: the
+    command line's --data_dir (data that moved) is not replaced by the recorded one."""
+    _record(tmp_path / "run", "--source=tfds:mnist", "--data_dir=/old/place", "--lr=0.3")
+    fl = flags.FLAGS
+    try:
+        fl(["prog", f"--run_dir={tmp_path / 'run'}", "--data_dir=/moved"])
+        given = cli.given_flags(fl)
+        cfg = RunDir(tmp_path / "run").config(given)
+        assert given == {"data_dir": "/moved"}
+        assert (cfg.data_dir, cfg.source, cfg.stages[0].schedule.lr) == (
+            "/moved",
+            "tfds:mnist",
+            0.3,
+        )
+        assert fl.data_dir == "/moved" and fl.source == "mnist5k"  # the command line's own
+    finally:
+        fl.unparse_flags()
+
+
+def test_relative_paths_are_recorded_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = _record(
+        tmp_path / "run", "--source=folder:digits", "--data_dir=d", "--teacher=t1,sub/t2"
+    )
+    assert f"--source=folder:{tmp_path / 'digits'}" in text
+    assert f"--data_dir={tmp_path / 'd'}" in text
+    assert f"--teacher={tmp_path / 't1'},{tmp_path / 'sub' / 't2'}" in text
+    for source in ("mnist5k", "tfds:mnist"):  # not paths: as given
+        assert f"--source={source}" in _record(tmp_path / source, f"--source={source}")
+    monkeypatch.chdir("/")  # read from elsewhere, the run still names the same folder
+    assert RunDir(tmp_path / "run").config().source == f"folder:{tmp_path / 'digits'}"
+
+
+def test_a_run_directory_is_not_silently_reused(tmp_path):
+    """A finished run, or one with other flags, is refused with the differing flags and the
+    ways out named; an unfinished one of the same flags resumes; --resume overrides."""
+    from tfclf.rundir import check_reuse
+
+    run = RunDir(tmp_path / "run")
+    mnist = _record(run.path, "--source=mnist5k")
+    other = _record(tmp_path / "other", "--source=folder:/my/digits")
+    check_reuse(run, other, resume=False)  # flags.txt alone, no checkpoint: nothing to lose
+    run.checkpoints.mkdir()
+    (run.checkpoints / "checkpoint").write_text("")
+    check_reuse(run, mnist, resume=False)  # the same command after a kill: resumes
+    with pytest.raises(cli.UsageError) as e:
+        check_reuse(run, other, resume=False)
+    assert "--source: mnist5k -> folder:/my/digits" in str(e.value)
+    assert "another --run_dir" in str(e.value) and "--resume" in str(e.value)
+    run.model_file.parent.mkdir(parents=True)
+    run.model_file.write_text("")
+    run.metrics_file.write_text("{}")
+    with pytest.raises(cli.UsageError, match="holds a finished run of these flags"):
+        check_reuse(run, mnist, resume=False)
+    check_reuse(run, other, resume=True)
+    check_reuse(run, mnist, resume=True)
 
 
 def test_tool_flags_below_one_or_a_bad_augment_are_one_usage_error():

@@ -12,9 +12,9 @@ import tensorflow as tf
 from conftest import dir_hashes, tiny_config
 
 from tfclf import cli
+from tfclf.finish import finish_run
 from tfclf.keras import keras
 from tfclf.models.registry import create_model
-from tfclf.train import finish_run
 from tfclf.training.trainer import restore_model, train
 
 

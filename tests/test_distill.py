@@ -71,7 +71,7 @@ def test_loss_matches_a_hand_computation(alpha):
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory, digits):
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     run_dir = tmp_path_factory.mktemp("teacher") / "run"
     cfg = tiny_config(run_dir, digits, epochs=3, model="lenet5", model_args={})
@@ -85,7 +85,7 @@ def snapshot_run(tmp_path_factory, digits):
     second teacher, of another architecture and resolution, and a snapshot ensemble.
     Validated after epochs 2 (a cycle end, forced), 3 (--val_every, mid-cycle) and 4."""
     from tfclf.config import ScheduleConfig, Stage
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     run_dir = tmp_path_factory.mktemp("snapshots") / "run"
     schedule = ScheduleConfig(
@@ -147,7 +147,7 @@ def test_a_class_count_mismatch_is_one_line_naming_both(teacher_run):
 
 
 def test_a_distilled_run_saves_and_exports_the_student_alone(teacher_run, tmp_path, digits):
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     cfg = tiny_config(tmp_path / "student", digits, epochs=2, teacher=str(teacher_run))
     result = train(cfg)
@@ -167,7 +167,7 @@ def test_a_run_distilled_from_an_ensemble_reports_it_and_each_member(
     teacher_run, snapshot_run, tmp_path, digits
 ):
     from tfclf.data import prepare_data
-    from tfclf.train import ensemble_top1, finish_run
+    from tfclf.finish import ensemble_top1, finish_run
 
     both = f"{teacher_run},{snapshot_run[0] / 'snapshots'}"  # 1 + 2 members, 28 and 20 px
     cfg = tiny_config(tmp_path / "student", digits, epochs=1, teacher=both)
@@ -229,7 +229,7 @@ def test_a_cached_distillation_run_trains(teacher_run, tmp_path, digits):
 
 def test_snapshots_are_kept_at_each_cycle_end_scored_as_an_ensemble_and_teach(snapshot_run):
     from tfclf.data import prepare_data
-    from tfclf.train import ensemble_top1
+    from tfclf.finish import ensemble_top1
 
     run_dir, cfg, metrics, _ = snapshot_run
     names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
@@ -289,7 +289,7 @@ def test_snapshots_that_do_not_fit_the_final_model_are_a_warning_not_a_lost_run(
     snapshot_run, monkeypatch
 ):
     import tfclf.export.deploy as deploy
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     run_dir, cfg, _, result = snapshot_run
 

@@ -292,7 +292,7 @@ def _stages(*specs):
 
 
 def test_time_budget_stops_cleanly_and_still_reports(tmp_path, digits):
-    from tfclf.train import finish_run
+    from tfclf.finish import finish_run
 
     cfg = tiny_config(tmp_path / "run", digits, epochs=500, time_budget=3.0)
     result = train(cfg)

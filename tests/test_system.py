@@ -88,7 +88,7 @@ def test_precision_auto_on_cpu(flags, expected):
 )
 def test_precision_auto_keeps_tiny_models_in_float32(macs, expected):
     """Below BF16_MIN_MACS a step is bound by per-op costs and bfloat16 is slower even where it
-    is native (BUILD_NOTES "Precision on CPUs"); GPUs keep float16 whatever the size."""
+    is native (docs/decisions/precision-auto.md); GPUs keep float16 whatever the size."""
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=False, macs=macs) == expected
     assert resolve_precision("auto", flags=AVX2, has_gpu=False, macs=macs) == "float32"
     assert resolve_precision("auto", flags=AVX512_BF16, has_gpu=True, macs=macs) == "mixed_float16"

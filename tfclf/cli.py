@@ -1,17 +1,15 @@
-"""What every command-line entry point shares: the training flags (generated from
-``tfclf.config``), turning them into a ``TrainConfig``, the resolved flagfile, a quiet log,
-and the safety net that turns an unexpected exception into one line.
+"""What every command-line entry point shares: flagfiles (nested, shipped ones found from
+anywhere), a quiet log, and the safety net that turns an exception into one line.
 
-Library modules never read ``FLAGS``; the CLI modules (``tfclf.train``, ``tfclf.evaluate``,
-``tfclf.compress``, ``tfclf.predict``, ``tools/``) call this module and pass plain values on.
+Library modules never read ``FLAGS`` and never import this module; the CLI modules
+(``tfclf.train``, ``tfclf.evaluate``, ``tfclf.compress``, ``tfclf.predict``, ``tools/``)
+call it and pass plain values on. The training flags themselves are
+``tfclf.config_flags``'s, re-exported here for the CLI modules.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import errno
-import json
 import logging as std_logging
 import os
 import re
@@ -20,239 +18,19 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import app, logging
 
-from tfclf.config import (
-    ScheduleConfig,
-    Stage,
-    TrainConfig,
-    field_type,
-    flag_name,
-    parse_duration,
-    parse_stage,
+from tfclf.config_flags import (  # noqa: F401  (the CLI modules' flag helpers)
+    FLAGS,
+    TRAIN_FLAGS,
+    absolute_paths,
+    config_from_flags,
+    define_train_flags,
+    given_flags,
+    parse_model_args,
+    resolved_flagfile,
 )
-
-FLAGS = flags.FLAGS
-TRAIN_FLAGS: list[str] = []  # in definition order: what the resolved flagfile lists
-# Fields whose flag is a string the CLI parses (a dict literal, a duration) or that have
-# no flag of their own (the stages come from the schedule flags and --stage).
-_PARSED = {"model_args": "{}", "time_budget": ""}
-_NO_FLAG = {"stages", "schedule"}
-
-
-class UsageError(ValueError):
-    """A bad flag, file or value: printed as one ``error:`` line, exit code 2."""
-
-
-def _define(f: dataclasses.Field, default=dataclasses.MISSING) -> None:
-    name = flag_name(f)
-    if name in FLAGS:
-        return
-    default = f.default if default is dataclasses.MISSING else default
-    help_ = f.metadata.get("help") or name
-    kind = field_type(f)
-    if name in _PARSED:
-        flags.DEFINE_string(name, _PARSED[name], help_)
-    elif f.metadata.get("choices"):
-        flags.DEFINE_enum(name, default, list(f.metadata["choices"]), help_)
-    elif kind is bool:
-        flags.DEFINE_bool(name, default, help_)
-    elif kind is int:
-        flags.DEFINE_integer(name, default, help_)
-    elif kind is float:
-        flags.DEFINE_float(name, default, help_)
-    elif kind is tuple:
-        flags.DEFINE_list(name, None if default is None else [str(v) for v in default], help_)
-    else:
-        flags.DEFINE_string(name, default, help_)
-    TRAIN_FLAGS.append(name)
-
-
-def define_train_flags() -> None:
-    """Defines the training flags (once): one per config field, same name and default."""
-    if "run_dir" in FLAGS:
-        return
-    for f in dataclasses.fields(TrainConfig):
-        if f.name not in _NO_FLAG:
-            _define(f)
-    for f in dataclasses.fields(ScheduleConfig):
-        _define(f)
-    _define(next(f for f in dataclasses.fields(Stage) if f.name == "size"))
-    for name, default, help_ in (
-        (
-            "stage",
-            [],
-            "FixRes stage 'size=.. epochs=.. [schedule=.. lr=.. train=all|"
-            "classifier_bn augment=..]'; repeat in order. Keys not given take the flags'.",
-        ),
-        ("dropout", None, "Dropout rate for models that have it (None: the model's own)."),
-        (
-            "cpu_devices",
-            0,
-            "Split the CPU into this many logical devices (MirroredStrategy without GPUs).",
-        ),
-    ):
-        {
-            list: flags.DEFINE_multi_string,
-            type(None): flags.DEFINE_float,
-            int: flags.DEFINE_integer,
-        }[type(default)](name, default, help_)
-        TRAIN_FLAGS.append(name)
-
-
-_DEFAULT_WARMUP = ScheduleConfig().warmup_epochs
-
-
-def parse_model_args(text: str) -> dict:
-    """``--model_args``: a Python dict literal of the model's arguments, e.g. "{'base': 16}"."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError(f"--model_args: not a Python dict literal: {text!r}")
-    return value
-
-
-def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
-    """The TrainConfig of the parsed flags, or None with every problem as one line each."""
-    from tfclf.models import list_models
-
-    errors = []
-    if f.model not in list_models():
-        errors.append(f"--model: unknown model {f.model!r} (python -m tfclf.models --list)")
-    try:
-        model_args = parse_model_args(f.model_args)
-    except ValueError as e:
-        errors.append(str(e))
-        model_args = {}
-    if f.dropout is not None:
-        model_args["dropout"] = f.dropout
-    if f.model in list_models():
-        from tfclf.models.registry import check_model_args
-
-        problem = check_model_args(f.model, model_args)
-        if problem:
-            errors.append(f"--model_args: {problem}")
-    try:
-        time_budget = parse_duration(f.time_budget)
-    except ValueError as e:
-        errors.append(str(e))
-        time_budget = 0.0
-
-    def floats(name):
-        try:
-            return tuple(float(v) for v in getattr(f, name)) if getattr(f, name) else None
-        except ValueError:
-            errors.append(f"--{name}: not a list of numbers: {getattr(f, name)}")
-            return None
-
-    sched = {}
-    for fl in dataclasses.fields(ScheduleConfig):
-        value = getattr(f, flag_name(fl))
-        if field_type(fl) is tuple:
-            try:
-                value = tuple(int(float(v)) for v in value if v.strip())
-            except ValueError:
-                errors.append(f"--{flag_name(fl)}: not a list of numbers: {value}")
-                value = fl.default
-        sched[fl.name] = value
-    base = Stage(size=f.image_size, schedule=ScheduleConfig(**sched))
-    stages = []
-    for i, spec in enumerate(f.stage or [""], start=1):
-        stage, problems = parse_stage(spec, base)
-        errors.extend(f"--stage {i}: {p}" for p in problems)
-        # The default warm-up (1 epoch) must not refuse a 1-epoch run: it is dropped there.
-        # Decided on the value, not on whether the flag was given, so that the run's
-        # flags.txt (which writes every value) reads back the same way in resume and compress.
-        if (
-            stage.schedule.warmup_epochs == _DEFAULT_WARMUP
-            and "warmup_epochs=" not in spec
-            and stage.schedule.warmup_epochs >= stage.epochs > 0
-        ):
-            stage = dataclasses.replace(
-                stage, schedule=dataclasses.replace(stage.schedule, warmup_epochs=0.0)
-            )
-            logging.info("no warm-up: the stage has %d epoch(s)", stage.epochs)
-        stages.append(stage)
-    kwargs = {}
-    for fl in dataclasses.fields(TrainConfig):
-        if fl.name not in _NO_FLAG and fl.name not in _PARSED and fl.name not in ("mean", "std"):
-            kwargs[fl.name] = getattr(f, fl.name)
-    cfg = TrainConfig(
-        **kwargs,
-        model_args=model_args,
-        time_budget=time_budget,
-        mean=floats("mean"),
-        std=floats("std"),
-        stages=tuple(stages),
-    )
-    errors.extend(e for e in cfg.validate() if e not in errors)
-    return (None, errors) if errors else (cfg, [])
-
-
-def resolved_flagfile(command: str = "tfclf.train") -> str:
-    """The training flags as set, as a flagfile that reruns the experiment."""
-    lines = [f"# Resolved flags of this run; rerun with: python -m {command} --flagfile=THIS"]
-    for name in TRAIN_FLAGS:
-        flag = FLAGS[name]
-        if flag.value is None:
-            continue
-        text = flag.serialize()
-        if text:
-            lines.extend(text.splitlines())
-    return "\n".join(lines) + "\n"
-
-
-def _flag_values(flagfile: str) -> dict[str, str]:
-    """A resolved flagfile's values, as text by flag name."""
-    return dict(
-        line[2:].partition("=")[::2] for line in flagfile.splitlines() if line.startswith("--")
-    )
-
-
-def recorded_flags(run_dir: str | Path) -> dict[str, str]:
-    """The flag values a run's ``flags.txt`` records, as text by flag name (empty when there
-    is none), read without touching ``FLAGS``: for a look at another run beside this one."""
-    path = Path(run_dir) / "flags.txt"
-    return _flag_values(path.read_text()) if path.exists() else {}
-
-
-def flag_changes(run_dir: str | Path, flagfile: str) -> list[str]:
-    """How the flags in ``flagfile`` (a resolved flagfile's text) differ from those the run
-    in ``run_dir`` recorded, one ``--name: old -> new`` per flag (none without a record)."""
-    before = recorded_flags(run_dir)
-    if not before:
-        return []
-    after = _flag_values(flagfile)
-    return [
-        f"--{name}: {before.get(name, '(unset)')} -> {after.get(name, '(unset)')}"
-        for name in sorted(set(before) | set(after))
-        if name not in ("verbose", "run_dir") and before.get(name) != after.get(name)
-    ]
-
-
-def load_run_flags(run_dir: Path) -> TrainConfig:
-    """The TrainConfig of a finished or running run, from its ``flags.txt``."""
-    define_train_flags()
-    path = Path(run_dir) / "flags.txt"
-    if not path.exists():
-        raise UsageError(f"{path} not found: is {run_dir} a tfclf run directory?")
-    FLAGS([sys.argv[0], f"--flagfile={path}"], known_only=True)
-    FLAGS.run_dir = str(run_dir)  # where the run is now: it may have been moved or copied
-    cfg, errors = config_from_flags(FLAGS)
-    if errors:
-        raise UsageError(f"{path}: {errors[0]}")
-    card = Path(run_dir) / "best_model" / "model_card.json"
-    if cfg.channels is None and card.exists():
-        # The model's own channel count: a folder source's default (1 for all-gray images)
-        # was 3 before session 16, and runs trained then must load their data as trained.
-        try:
-            channels = int(json.loads(card.read_text())["input"]["shape"][-1])
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise UsageError(f"{card}: no input shape ({e})") from None
-        cfg = dataclasses.replace(cfg, channels=channels)
-    return cfg
+from tfclf.errors import UsageError
 
 
 class _OwnInfoOnly(std_logging.Filter):

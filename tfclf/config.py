@@ -31,7 +31,7 @@ TRAINABLE = ("all", "classifier_bn")
 BALANCE = ("none", "oversample", "class_weight")
 VERBOSITY = ("auto", "bar", "line")
 RESIZE_MODES = ("squash", "crop", "pad")  # tfclf.data.sources.RESIZE_NOTES: what each does
-# Each validation of MNIST-5k's 1,000 images costs about 5 % of an epoch (BUILD_NOTES.md).
+# Each validation of MNIST-5k's 1,000 images costs about 5 % of an epoch (docs/benchmarks/training.md).
 AUTO_VAL_EVERY = 3
 
 
@@ -118,6 +118,16 @@ def field_type(f: dataclasses.Field) -> type:
         args = [a for a in typing.get_args(t) if a is not type(None)]
         t = args[0] if args else t
     return tuple if typing.get_origin(t) is tuple else t
+
+
+def _checker(errors: list[str]):
+    """``check(ok, message)``: appends ``message`` to ``errors`` when not ``ok``."""
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            errors.append(message)
+
+    return check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,13 +256,14 @@ class TrainConfig:
 
     def validate(self) -> list[str]:
         """Every problem, one line each, naming the flag; [] when the config is good."""
+        return self._value_errors() + self._stage_errors()
+
+    def _value_errors(self) -> list[str]:
+        """The problems of the run-wide flags."""
         from tfclf.data.augment import parse_augment  # no TensorFlow at import time
 
         errors = []
-
-        def check(ok, message):
-            if not ok:
-                errors.append(message)
+        check = _checker(errors)
 
         check(0 <= self.kd_alpha <= 1, f"--kd_alpha must be in [0, 1], got {self.kd_alpha}")
         check(self.kd_temperature > 0, f"--kd_temperature must be > 0, got {self.kd_temperature}")
@@ -303,6 +314,14 @@ class TrainConfig:
             parse_augment(self.augment)
         except ValueError as e:
             errors.append(f"--augment: {e}")
+        return errors
+
+    def _stage_errors(self) -> list[str]:
+        """The problems of the stages and of the flags that depend on their schedules."""
+        from tfclf.data.augment import parse_augment
+
+        errors = []
+        check = _checker(errors)
         check(len(self.stages) > 0, "no training stage")
         multi = len(self.stages) > 1
         for i, stage in enumerate(self.stages, start=1):

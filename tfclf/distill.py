@@ -38,8 +38,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfclf.cli import UsageError, recorded_flags
+from tfclf.errors import UsageError
 from tfclf.keras import keras
+from tfclf.rundir import MODEL_FILE, SAVED_MODEL, RunDir, run_holding
 from tfclf.training.phases import Phase, PhaseContext
 
 
@@ -102,25 +103,31 @@ class Distiller(keras.Model):
     def teacher_logits(self, x):
         return tf.cast(self.teacher(self.teacher_input(x), training=False), tf.float32)
 
-    def distillation_losses(self, y, student_logits, teacher_logits):
+    def distillation_losses(self, y, student_logits, teacher_logits, sample_weight=None):
+        """(total, student, distillation) losses, each image's weighted by
+        ``sample_weight`` (``--balance=class_weight``) when given."""
         t = self.temperature
         s = tf.cast(student_logits, tf.float32)
-        student = tf.nn.compute_average_loss(self.student_loss_fn(y, s))
+        student = tf.nn.compute_average_loss(
+            self.student_loss_fn(y, s), sample_weight=sample_weight
+        )
         kd = tf.nn.compute_average_loss(
-            self.distillation_loss_fn(tf.nn.softmax(teacher_logits / t), tf.nn.softmax(s / t))
+            self.distillation_loss_fn(tf.nn.softmax(teacher_logits / t), tf.nn.softmax(s / t)),
+            sample_weight=sample_weight,
         )
         total = (1 - self.alpha) * student + self.alpha * self.kd_scale * t**2 * kd
         return total, student, kd
 
     def train_step(self, data):
         x, y = data[0], data[1]
+        weights = data[2] if len(data) > 2 else None  # per-image class weights
         if isinstance(x, (tuple, list)):  # the teacher's logits, computed once (cached)
             x, teacher_logits = x
         else:
             teacher_logits = tf.stop_gradient(self.teacher_logits(x))
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
-            loss, student, kd = self.distillation_losses(y, student_logits, teacher_logits)
+            loss, student, kd = self.distillation_losses(y, student_logits, teacher_logits, weights)
             if self.student.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
         self.optimizer.minimize(loss, self.student.trainable_variables, tape=tape)
@@ -152,8 +159,8 @@ def load_teacher(source: str | Path):
     from tfclf.export.deploy import trained_part
 
     path = Path(source)
-    if (path / "best_model" / "model.keras").exists():
-        path = path / "best_model" / "model.keras"
+    if RunDir(path).model_file.exists():
+        path = RunDir(path).model_file
     if path.suffix == ".keras":
         from tfclf.export.load import ModelFileError, load_keras_model
 
@@ -167,8 +174,8 @@ def load_teacher(source: str | Path):
                 "models); re-export it by rerunning its training command"
             )
         return model, tuple(int(d) for d in model.input_shape[1:]), int(model.output_shape[-1])
-    if (path / "saved_model.pb").exists() or (path / "saved_model" / "saved_model.pb").exists():
-        sm = path if (path / "saved_model.pb").exists() else path / "saved_model"
+    if (path / "saved_model.pb").exists() or (path / SAVED_MODEL / "saved_model.pb").exists():
+        sm = path if (path / "saved_model.pb").exists() else path / SAVED_MODEL
         fn = tf.saved_model.load(str(sm)).signatures["serving_default"]
         spec = list(fn.structured_input_signature[1].values())[0]
         name = list(fn.structured_input_signature[1])[0]
@@ -193,8 +200,8 @@ def expand_snapshots(source: str) -> list[str]:
     """A run's ``snapshots`` folder (``--snapshots``) as its members' ``model.keras``
     files; any other source as itself."""
     path = Path(source)
-    members = sorted(path.glob("*/model.keras")) if path.is_dir() else []
-    if not members or (path / "best_model").exists() or (path / "saved_model.pb").exists():
+    members = sorted(path.glob(f"*/{MODEL_FILE}")) if path.is_dir() else []
+    if not members or RunDir(path).best_model.exists() or (path / "saved_model.pb").exists():
         return [source]
     return [str(m) for m in members]
 
@@ -255,11 +262,8 @@ class Teacher:
 def run_of(teacher: str) -> str:
     """The run directory a teacher comes from: itself, or the run holding the model file or
     snapshot (``RUN/best_model/model.keras``, ``RUN/snapshots/NAME/model.keras``)."""
-    path = Path(teacher)
-    for run in (path, *list(path.parents)[:3]):
-        if (run / "flags.txt").exists():
-            return str(run)
-    return teacher
+    run = run_holding(teacher)
+    return str(run) if run else teacher
 
 
 def split_leak_warning(teacher: str, cfg) -> str | None:
@@ -267,7 +271,7 @@ def split_leak_warning(teacher: str, cfg) -> str | None:
     it has then trained on some of the student's validation images, so the student's
     validation accuracy is optimistic. None when the splits match or cannot be compared."""
     teacher = run_of(teacher)
-    seen = recorded_flags(teacher)
+    seen = RunDir(teacher).recorded_flags()
     if not seen:
         return None
     if seen.get("source", "mnist5k") != cfg.source:

@@ -1,8 +1,10 @@
 """Rebuild the evaluation report of a saved run: ``python -m tfclf.evaluate --run_dir=...``.
 
-Reads the run's resolved flags (``RUN_DIR/flags.txt``) for its data and scores its
-deployable model (``best_model/model.keras``, which takes raw pixels) on
-``--split=val|test|train``. ``--file=F`` scores an exported file instead (a ``.tflite``,
+Reads the run's resolved flags (``RUN_DIR/flags.txt``) for its data (training flags given
+on the command line, e.g. ``--data_dir`` for data that moved, win over the record) and
+scores its deployable model (``best_model/``, which takes raw pixels) with the run's
+classes and normalisation on ``--split=val|test|train``; data whose classes are not the
+run's is refused. ``--file=F`` scores an exported file instead (a ``.tflite``,
 ``.keras`` or SavedModel), computed by that file on the run's split. ``--source=S`` (with
 ``--data_dir`` for TFDS and CSV) scores every image of another labelled set instead,
 loaded as the run loaded its own (channels, ``--load_size``, ``--load_resize``; a run
@@ -12,12 +14,12 @@ work); its classes are matched to the model's by name.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from absl import flags
 
 from tfclf import cli
+from tfclf.rundir import RunDir, listed
 
 cli.define_train_flags()  # --run_dir and the data flags, set from the run's flags.txt
 flags.declare_key_flag("run_dir")  # listed by --help
@@ -35,38 +37,31 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     cli.quiet_library_info()
-    run = Path(FLAGS.run_dir)
-    model_path = run / "best_model" / "model.keras"
-    # given on the command line, before the run's flags.txt is read over them
+    run = RunDir(FLAGS.run_dir)
+    # the data flags given on the command line win over the run's record (data that moved);
+    # --source (with its --data_dir) names another labelled set instead of the run's
+    given = cli.given_flags(FLAGS)
     other = {}
-    if FLAGS["source"].present:
-        other = {k: FLAGS[k].value for k in ("source", "data_dir") if FLAGS[k].present}
+    if "source" in given:
+        other = {k: given.pop(k) for k in ("source", "data_dir") if k in given}
     split_name = other["source"] if other else FLAGS.split
     if FLAGS.file:
-        return score_file(run, FLAGS.file, split_name, other)
-    if not model_path.exists():
-        raise cli.UsageError(f"{model_path} not found: is {run} a finished tfclf run?")
-    from tfclf.data import Normalizer
+        return score_file(run, FLAGS.file, split_name, other, given)
+    model_path = run.require_model()
     from tfclf.export import trained_part
     from tfclf.export.load import load_keras_model
     from tfclf.report import write_report
 
-    split, class_names = evaluation_split(run, split_name, other)  # bad data: before the model
+    split, class_names = evaluation_split(run, split_name, other, given)  # before the model
     model = load_keras_model(model_path)
     # Runs older than the raw-pixel export hold a model that takes normalised images.
-    norm = (
-        None
-        if trained_part(model) is not model
-        else Normalizer.from_json((run / "normalizer.json").read_text())
-    )
-    history_path = run / "history.json"
-    history = json.loads(history_path.read_text())["epochs"] if history_path.exists() else None
+    norm = None if trained_part(model) is not model else run.normalizer()
     if FLAGS.out:
         out = Path(FLAGS.out)
     elif other:
-        out = run / f"report_on_{Path(other['source'].split(':')[-1]).stem}"
+        out = run.path / f"report_on_{Path(other['source'].split(':')[-1]).stem}"
     else:
-        out = run / ("report" if split_name == "val" else f"report_{split_name}")
+        out = run.report if split_name == "val" else run.path / f"report_{split_name}"
     report = write_report(
         out,
         model,
@@ -74,7 +69,7 @@ def main(argv):
         class_names,
         norm,
         image_size=model.input_shape[1],
-        history=history,
+        history=run.history(),
         split_name=split_name,
         files={"keras": model_path},
     )
@@ -84,29 +79,27 @@ def main(argv):
     return 0
 
 
-def evaluation_split(run: Path, split_name: str, other: dict):
-    """(split, class names): the run's ``split_name`` split, or with ``other`` (``source``
-    and ``data_dir``) every image of that source, loaded as the run loads its data (at the
-    model's size, from its card, when the run had no load size), with its labels mapped
-    onto the run's classes by name."""
+def evaluation_split(run: RunDir, split_name: str, other: dict, given: dict):
+    """(split, class names): the run's ``split_name`` split (its data with the ``given``
+    flags over the run's record; classes that are not the run's are refused), or with
+    ``other`` (``source`` and ``data_dir``) every image of that source, loaded as the run
+    loads its data (at the model's size, from its card, when the run had no load size),
+    with its labels mapped onto the run's classes by name."""
     import numpy as np
 
-    from tfclf.data import Split, prepare_data
+    from tfclf.data import Split
     from tfclf.data.sources import load_source
 
-    cfg = cli.load_run_flags(run)
+    cfg = run.config(given)
     if not other:
-        data, _ = prepare_data(cfg)
+        data, _ = run.data(cfg)
         split = getattr(data, split_name)
         if split is None:
             raise cli.UsageError(f"{cfg.source} has no {split_name} split")
-        return split, [str(n) for n in data.class_names]
-    classes = run / "classes.json"
-    if not classes.exists():
-        raise cli.UsageError(f"{classes} not found: is {run} a finished tfclf run?")
-    names = [str(n) for n in json.loads(classes.read_text())]
-    card = run / "best_model" / "model_card.json"
-    model_size = json.loads(card.read_text())["input"]["shape"][1] if card.exists() else None
+        return split, run.classes()
+    names = run.classes()
+    card = run.card()
+    model_size = card["input"]["shape"][1] if card else None
     data = load_source(  # at the run's load size, else at the model's (photos of any size)
         other["source"],
         data_dir=other.get("data_dir"),
@@ -116,8 +109,8 @@ def evaluation_split(run: Path, split_name: str, other: dict):
     )
     if unknown := [c for c in data.class_names if c not in names]:
         raise cli.UsageError(
-            f"--source: class(es) {_listed(unknown)} of {other['source']} are not the "
-            f"model's ({_listed(names)})"
+            f"--source: class(es) {listed(unknown)} of {other['source']} are not the "
+            f"model's ({listed(names)})"
         )
     index = np.array([names.index(c) for c in data.class_names])
     splits = [s for s in (data.train, data.val, data.test) if s is not None]
@@ -125,7 +118,7 @@ def evaluation_split(run: Path, split_name: str, other: dict):
     return Split(images, index[np.concatenate([s.labels for s in splits])]), names
 
 
-def score_file(run: Path, model: str, split_name: str, other: dict) -> int:
+def score_file(run: RunDir, model: str, split_name: str, other: dict, given: dict) -> int:
     """Top-1 of an exported file on the run's split (or ``other`` source), computed by the
     file itself."""
     from tfclf.data.pipeline import resize_images
@@ -136,15 +129,15 @@ def score_file(run: Path, model: str, split_name: str, other: dict) -> int:
         clf = load_classifier(model)
     except ModelFileError as e:
         raise cli.UsageError(f"--file: {e}") from None
-    split, names = evaluation_split(run, split_name, other)
+    split, names = evaluation_split(run, split_name, other, given)
     if len(clf.class_names) != len(names):
         raise cli.UsageError(
             f"--file: {model} has {len(clf.class_names)} classes; the run's data has {len(names)}"
         )
     if clf.names_from and clf.class_names != names:
         raise cli.UsageError(
-            f"--file: {model} names its classes {_listed(clf.class_names)} "
-            f"(from {clf.names_from}); the run's are {_listed(names)}"
+            f"--file: {model} names its classes {listed(clf.class_names)} "
+            f"(from {clf.names_from}); the run's are {listed(names)}"
         )
     h, w, c = clf.input_shape
     have = split.images.shape[-1]
@@ -157,11 +150,6 @@ def score_file(run: Path, model: str, split_name: str, other: dict) -> int:
     top1 = float((clf.logits(pixels).argmax(-1) == split.labels).mean())
     print(f"{split_name}: top-1 {top1:.4f} on {len(split)} images ({clf.kind} {model})")
     return 0
-
-
-def _listed(names: list[str], most: int = 5) -> str:
-    more = f", ... ({len(names)})" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tfclf.cli import UsageError
 from tfclf.data.sources import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
@@ -27,6 +26,7 @@ from tfclf.data.sources import (
     read_image_table,
     resolve_listed,
 )
+from tfclf.errors import UsageError
 
 
 class ImageError(UsageError):

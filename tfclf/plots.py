@@ -1,23 +1,31 @@
-"""Figures a person would rather see than read: image grids, curves, confusion matrices."""
+"""Figures a person would rather see than read: image grids, curves, confusion matrices.
+
+Drawn with matplotlib's object-oriented API (``Figure``, no ``pyplot``): no backend is
+chosen and no global figure state is kept, so importing tfclf leaves a notebook's inline
+plots as they were, and nothing needs closing.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
-def save_figure(fig, path):
+def figure(rows: int = 1, cols: int = 1, *, figsize=None, squeeze: bool = True):
+    """(figure, axes) as ``pyplot.subplots`` gives them, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+
+
+def save_figure(fig, path, dpi: int = 100):
+    """Writes ``fig`` as a PNG beside ``path`` and renames it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     tmp.replace(path)
     return path
 
@@ -27,7 +35,7 @@ def image_grid(images: np.ndarray, titles: list[str], path, *, cols: int = 8, ti
     n = len(images)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig, axes = figure(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, t in zip(axes.ravel(), images, titles):

@@ -11,17 +11,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tfclf.data import Normalizer, Split, eval_dataset  # noqa: E402
-from tfclf.io import atomic_write_json, atomic_write_text  # noqa: E402
-from tfclf.models import model_stats  # noqa: E402
-from tfclf.models.summary import human  # noqa: E402
-from tfclf.plots import image_grid, save_figure  # noqa: E402
+from tfclf.data import Normalizer, Split, eval_dataset
+from tfclf.io import atomic_write_json, atomic_write_text
+from tfclf.models import model_stats
+from tfclf.models.summary import human
+from tfclf.plots import figure, image_grid, save_figure
 
 
 def predict_logits(
@@ -161,7 +157,7 @@ def plot_confusion(cm: np.ndarray, class_names, path):
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     k = len(class_names)
     size = max(5, 0.45 * k)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    fig, axes = figure(1, 2, figsize=(2 * size + 1, size))
     for ax, m, title, fmt in (
         (axes[0], cm, "counts", "d"),
         (axes[1], norm, "normalised (rows)", ".2f"),
@@ -196,7 +192,7 @@ def plot_per_class(per_class: list[dict], path):
     do (report 002's 91 unbalanced classes)."""
     rows = worst_first(per_class)
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(rows) + 1.2)))
+    fig, ax = figure(figsize=(7, max(2.5, 0.22 * len(rows) + 1.2)))
     ax.barh(y, [c["f1"] for c in rows], color="tab:blue", alpha=0.5, label="F1")
     for key, colour in (("precision", "tab:green"), ("recall", "tab:red")):
         ax.plot([c[key] for c in rows], y, "|", color=colour, ms=9, mew=2, label=key)
@@ -217,7 +213,7 @@ def plot_curves(history: list[dict], path):
     if not history:
         return None
     x = np.arange(1, len(history) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--o")):  # val may skip epochs (--val_every)
             seen = [(i, h[prefix + key]) for i, h in zip(x, history) if prefix + key in h]

@@ -2,7 +2,7 @@
 
 ``--precision=auto`` picks mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bf16
 (AVX512_BF16 or AMX: 2-2.5x faster than float32 at batch 128 there) and float32 elsewhere
-(bf16 is emulated without them, 5-8x slower: BUILD_NOTES.md "Precision on CPUs"). Models under
+(bf16 is emulated without them, 5-8x slower: docs/decisions/precision-auto.md). Models under
 ``BF16_MIN_MACS`` multiply-accumulates an image train in float32 even with native bf16: their
 steps are bound by per-op costs, which bf16's casts and narrow-channel kernels add to (0.5-0.7x
 float32's speed measured for 0.2 M and 2.4 M MACs, 1.1-1.25x for 9-31 M).
@@ -35,7 +35,7 @@ NO_BF16_ISAS = frozenset(
 def onednn_isa_cap(env=None) -> str | None:
     """The ISA oneDNN is held to by ``ONEDNN_MAX_CPU_ISA`` (or its older name
     ``DNNL_MAX_CPU_ISA``), lower-case; None when it is not set. Holding an AVX-512 machine to
-    AVX2 this way is how BUILD_NOTES.md times the AVX2 kind's kernels on the other kind."""
+    AVX2 this way is how docs/benchmarks/cpu-speed.md times the AVX2 kind's kernels on the other kind."""
     env = os.environ if env is None else env
     value = env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA")
     return value.strip().lower() if value else None
@@ -58,7 +58,7 @@ def precision_problem(
     """Why ``policy`` should not train on this CPU: ("error", why) when it cannot run at all,
     ("warning", why) when it runs emulated; None when it is native, float32 or on a GPU.
     float16 has no fast CPU kernels at all (SE-ResNet-8 at 28x28x1, batch 64: 16 images/s
-    against 1,414 in float32, Intel AMX kind, session 17). bfloat16 is emulated without
+    against 1,414 in float32, Intel AMX kind, 2026-12-02). bfloat16 is emulated without
     ``avx512_bf16``/AMX, and cannot run under a oneDNN ISA cap below AVX-512 on an AVX-512
     CPU: TensorFlow sends bf16 to oneDNN there (it checks the CPU, not the cap), and oneDNN
     fails to build the kernels (measured with ONEDNN_MAX_CPU_ISA=AVX2 and AVX2_VNNI_2;
@@ -118,7 +118,7 @@ def onednn_enabled() -> bool:
 
 def cpu_isa_name(flags: set[str] | None = None) -> str:
     """The widest vector ISA the CPU reports, and AMX (matrix tiles, which oneDNN's bfloat16
-    and int8 kernels use) when present: the machine kinds BUILD_NOTES.md names."""
+    and int8 kernels use) when present: the machine kinds docs/results.md names."""
     flags = cpu_flags() if flags is None else flags
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
     return f"{isa} + AMX" if "amx_tile" in flags else isa

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Paired CPU training benchmark (issue 12): tfclf with oneDNN (its default), tfclf with
-# TensorFlow's Eigen kernels, and the PyTorch reference (../shared/bench/pytorch_resnet20.py,
+# TensorFlow's Eigen kernels, and the PyTorch reference (tools/pytorch_resnet20.py,
 # same ResNet-20, 32x32x3, batch 128, float32), interleaved for ROUNDS rounds so machine
 # drift hits all alike. On a CPU with native bfloat16 (what `--precision=auto` picks there)
 # each round also pairs tfclf's mixed_bfloat16 with PyTorch's bfloat16 autocast.
@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 torch_py="${2:-python}"
-ref="${TFCLF_TORCH_BENCH:-../shared/bench/pytorch_resnet20.py}"
+ref="${TFCLF_TORCH_BENCH:-tools/pytorch_resnet20.py}"
 tf_args=(--model=resnet20 --size=32 --channels=3 --batch_size=128 --batches=20 --rounds=2 --peak_n=0)
 grep -q avx512f /proc/cpuinfo && echo "machine: AVX-512" || echo "machine: AVX2 only"
 grep -q -w amx_tile /proc/cpuinfo && echo "AMX: yes"

@@ -16,7 +16,7 @@ MediaPipe squashes the whole image to the model's size (its ImageToTensorCalcula
 no aspect ratio). A model trained with ``--load_resize=crop`` (the file's tfclf card says
 so) is given the centred square as its region of interest, and a ``pad`` model its image
 already padded and resized to the model's size with Pillow, as tfclf does, which is what
-an app calling MediaPipe has to do for such a model (BUILD_NOTES.md: padding the image at
+an app calling MediaPipe has to do for such a model (docs/deploy.md: padding the image at
 its own size and letting MediaPipe shrink it cost 4.6 points).
 """
 
@@ -58,7 +58,7 @@ def main(model: str, folder: str) -> int:
     }
     if b"TFLITE_METADATA" not in entries:
         sys.exit(
-            f"error: {model} has no TFLITE_METADATA (written by tfclf.compress since session 17)"
+            f"error: {model} has no TFLITE_METADATA (written by tfclf.compress 0.1.0 and later)"
         )
     data = root.Buffers(entries[b"TFLITE_METADATA"]).DataAsNumpy().tobytes()
     info = meta.ModelMetadataT.InitFromObj(meta.ModelMetadata.GetRootAs(data, 0))

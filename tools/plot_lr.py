@@ -11,10 +11,10 @@ import sys
 
 from absl import flags
 
-from tfclf import cli
+from tfclf import cli, config_flags
 
 cli.define_train_flags()
-flags.adopt_module_key_flags(cli)  # --help lists the schedule flags
+flags.adopt_module_key_flags(config_flags)  # --help lists the schedule flags
 
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: from the data).")
 flags.DEFINE_string("out", "lr_schedule.png", "Output PNG.")
@@ -36,10 +36,10 @@ def main(_):
         spe = len(data.train) // cfg.batch_size
     import numpy as np
 
-    from tfclf.plots import plt, save_figure
+    from tfclf.plots import figure, save_figure
     from tfclf.training.schedules import schedule_values
 
-    fig, ax = plt.subplots(figsize=(9, 3.5))
+    fig, ax = figure(figsize=(9, 3.5))
     start = 0
     for i, stage in enumerate(cfg.stages, start=1):
         values = schedule_values(stage.schedule, spe)

@@ -1,6 +1,6 @@
 """Where a training step's time goes: oneDNN's own timing of every primitive it runs.
 
-    python tools/profile_step.py                       # SE-ResNet-20, batch 32 (the quick start until session 14)
+    python tools/profile_step.py                       # SE-ResNet-20, batch 32 (the quick start's model in early versions)
     python tools/profile_step.py --model=resnet20 --size=32 --channels=3 --batch_size=128
 
 Trains ``--model`` (a registered name, optionally followed by its arguments as a dict, as
@@ -74,7 +74,7 @@ def child() -> None:
         import tensorflow as tf
 
         # tf.data with autotuning off, as tfclf trains: Keras' own dataset for NumPy
-        # arrays autotunes and then often takes ~2x as long a step here (BUILD_NOTES).
+        # arrays autotunes and then often takes ~2x as long a step here (docs/decisions/no-autotune.md).
         ds = tf.data.Dataset.from_tensors((x, y)).repeat(steps)
         return without_autotune(ds.prefetch(2))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from absl import flags
 
 from tfclf import cli
+from tfclf.rundir import RunDir
 
 cli.define_train_flags()  # --run_dir, and the run's flags read back from its flags.txt
 flags.declare_key_flag("run_dir")  # listed by --help
@@ -95,14 +96,10 @@ def main(argv):
     cli.quiet_library_info()
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected argument(s): {' '.join(argv[1:])}")
-    run = Path(FLAGS.run_dir)
     if not FLAGS["run_dir"].present:
         raise cli.UsageError("--run_dir is required: the run directory to compress")
-    if not (run / "best_model" / "model.keras").exists():
-        raise cli.UsageError(
-            f"--run_dir: {run / 'best_model' / 'model.keras'} not found: is {run} a finished "
-            "tfclf run?"
-        )
+    run = RunDir(FLAGS.run_dir)
+    run.require_model()
     from tfclf.compress.pipeline import CompressError, CompressOptions, compress_run
 
     opts = CompressOptions(
@@ -132,9 +129,9 @@ def main(argv):
         opts.validate()
     except CompressError as e:
         raise cli.UsageError(str(e)) from None
-    cfg = cli.load_run_flags(run)  # re-parses the run's flags.txt into FLAGS
-    summary = compress_run(run, opts, cfg)
-    out = Path(opts.out) if opts.out else run / "compress"
+    cfg = run.config(cli.given_flags(FLAGS))  # the command line's data flags win
+    summary = compress_run(run.path, opts, cfg)
+    out = Path(opts.out) if opts.out else run.compress
     count = len(summary["candidates"])
     print(f"{count} file{'s' * (count != 1)} verified -> {out / 'summary.md'}")
     budget = summary.get("budget")

@@ -6,13 +6,13 @@ in training).
 - Pruning: ``prune_low_magnitude`` (Zhu & Gupta 2017) with a polynomial or constant
   sparsity schedule; the stem and the classifier stay dense by default (they are small and
   sensitive); ``strip_pruning`` at the end. DepthwiseConv2D kernels are never pruned by
-  TF-MOT (PITFALLS).
+  TF-MOT.
 - Clustering: ``cluster_weights`` with k-means++ centroids, ``strip_clustering`` at the end.
   A centroid's gradient is the mean of its weights' gradients (TF-MOT's ``AVG``
   aggregation, mo#667), not their sum (TF-MOT's default, which cluster-preserving QAT
   hard-codes): with the sum a centroid shared by thousands of weights takes steps thousands
   of times the learning rate's, and the fine-tune collapses at learning rates ordinary
-  fine-tuning takes (BUILD_NOTES "Compression").
+  fine-tuning takes (docs/benchmarks/compression.md).
 - QAT: ``quantize_model``'s scheme, with two QuantizeConfigs for layers TF-MOT's default
   registry refuses: the squeeze-and-excitation ``Multiply`` and a batch normalisation not
   preceded by a convolution (pre-activation nets): neither has weights to quantise, so both

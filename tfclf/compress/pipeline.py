@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from tfclf.cli import UsageError
 from tfclf.config import ScheduleConfig, Stage, TrainConfig
-from tfclf.data import prepare_data
 from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.data.sources import GRAY_WEIGHTS, to_channels
+from tfclf.errors import UsageError
 from tfclf.export import tflite
 from tfclf.export.deploy import (
     deployable,
@@ -43,6 +42,7 @@ from tfclf.export.load import load_keras_model
 from tfclf.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfclf.keras import keras
 from tfclf.models.summary import model_stats
+from tfclf.rundir import CARD_FILE, LABELS_FILE, RunDir
 
 SPARSE_MAX_NONZERO = 0.9  # try sparse encoding when at most this fraction of weights is non-zero
 DENSE_BELOW = 0.05  # a layer with fewer zeros than this counts as not pruned in the summary
@@ -212,8 +212,8 @@ def _fresh_finetune_dir(ft_dir: Path, key: str, label: str) -> None:
 class _Data:
     """The run's data at the deployed resolution, as raw uint8 pixels."""
 
-    def __init__(self, cfg: TrainConfig, size: int, num_calibration: int):
-        data, self.norm = prepare_data(cfg)
+    def __init__(self, run: RunDir, cfg: TrainConfig, size: int, num_calibration: int):
+        data, self.norm = run.data(cfg)
         self.resize = cfg.load_resize
         self.class_names = data.class_names
         self.splits = {"val": data.val}
@@ -306,19 +306,22 @@ def _export(
                 sparse_weights=tflite.sparse_weights(blob),
             )
         )
-        logging.info(
-            "%-22s %8.1f KB (gzip %7.1f KB)  val %.4f (Keras %.4f, agreement %.4f)  "
-            "%.2f ms  [%.1f s]",
-            path.name,
-            rep.size_bytes / 1024,
-            rep.gzip_bytes / 1024,
-            rep.accuracy,
-            keras_acc,
-            rep.agreement,
-            rep.latency_ms,
-            time.perf_counter() - start,
-        )
+        _log_file(path, rep, keras_acc, time.perf_counter() - start)
     return found
+
+
+def _log_file(path: Path, rep, keras_acc: float, seconds: float) -> None:
+    logging.info(
+        "%-22s %8.1f KB (gzip %7.1f KB)  val %.4f (Keras %.4f, agreement %.4f)  %.2f ms  [%.1f s]",
+        path.name,
+        rep.size_bytes / 1024,
+        rep.gzip_bytes / 1024,
+        rep.accuracy,
+        keras_acc,
+        rep.agreement,
+        rep.latency_ms,
+        seconds,
+    )
 
 
 def _smaller_if_as_fast(dense: bytes, sparse: bytes) -> bytes:
@@ -345,12 +348,10 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     from tfclf.training.trainer import train
 
     opts.validate()
-    run = Path(run_dir)
-    model_path = run / "best_model" / "model.keras"
-    if not model_path.exists():
-        raise CompressError(f"{model_path} not found: is {run} a finished tfclf run?")
+    run = RunDir(run_dir)
+    model_path = run.require_model()
     deploy = load_keras_model(model_path)
-    out = Path(opts.out) if opts.out else run / "compress"
+    out = Path(opts.out) if opts.out else run.compress
     out.mkdir(parents=True, exist_ok=True)
     if trained_part(deploy) is deploy:
         raise CompressError(
@@ -363,7 +364,7 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
             f"--rgb_input is for grayscale models; {model_path} takes "
             f"{deploy.input_shape[-1]} channels already"
         )
-    data = _Data(cfg, size, opts.num_calibration)
+    data = _Data(run, cfg, size, opts.num_calibration)
     if opts.rgb_input:  # the files take RGB: they are verified on RGB copies of the images
         data = data.as_rgb()
     start = time.perf_counter()
@@ -418,8 +419,8 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
         methods[0:0] = follow
     summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
     write_summary(out, summary, candidates, opts)
-    write_labels(data.class_names, out / "labels.txt")
-    atomic_write_json(_card(deploy, data, candidates), out / "model_card.json")
+    write_labels(data.class_names, out / LABELS_FILE)
+    atomic_write_json(_card(deploy, data, candidates), out / CARD_FILE)
     return summary
 
 
@@ -513,7 +514,15 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
             f"builtin kernels; an app must turn the default delegate off): {', '.join(builtin)}.",
             "",
         ]
-    budget = summary.get("budget")
+    lines += _budget_notes(summary.get("budget")) + _method_notes(candidates)
+    lines.append("![size vs accuracy](size_accuracy.png)")
+    atomic_write_text("\n".join(lines) + "\n", out / "summary.md")
+    plot_size_accuracy(candidates, out / "size_accuracy.png", opts.max_tflite_kb)
+
+
+def _budget_notes(budget: dict | None) -> list[str]:
+    """The summary's lines about the ``--max_tflite_kb`` pick."""
+    lines = []
     if budget:
         lines.append(f"## Budget: {budget['max_tflite_kb']:g} KB (raw file size)")
         lines.append("")
@@ -528,6 +537,12 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
                 f"({budget['smallest']['kb']:.1f} KB)."
             )
         lines.append("")
+    return lines
+
+
+def _method_notes(candidates: list[Candidate]) -> list[str]:
+    """The summary's lines about each pruned and slimmed network."""
+    lines = []
     pruned = {
         c.method: c.extra["layer_sparsity"] for c in candidates if "layer_sparsity" in c.extra
     }
@@ -549,18 +564,15 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
             f"(first layer of each group): {widths}.",
             "",
         ]
-    lines.append("![size vs accuracy](size_accuracy.png)")
-    atomic_write_text("\n".join(lines) + "\n", out / "summary.md")
-    plot_size_accuracy(candidates, out / "size_accuracy.png", opts.max_tflite_kb)
+    return lines
 
 
 def plot_size_accuracy(candidates: list[Candidate], path: Path, budget_kb=None) -> None:
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tfclf.plots import figure, save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure(figsize=(7, 4.5))
     methods = list(dict.fromkeys(c.method for c in candidates))
     for i, method in enumerate(methods):
         cs = [c for c in candidates if c.method == method]
@@ -568,7 +580,7 @@ def plot_size_accuracy(candidates: list[Candidate], path: Path, budget_kb=None) 
             [c.size_bytes / 1024 for c in cs],
             [100 * c.accuracy for c in cs],
             label=method,
-            color=plt.cm.tab10(i % 10),
+            color=colormaps["tab10"](i % 10),
         )
         for c in cs:
             ax.annotate(c.mode, (c.size_bytes / 1024, 100 * c.accuracy), fontsize=7)
@@ -580,10 +592,7 @@ def plot_size_accuracy(candidates: list[Candidate], path: Path, budget_kb=None) 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)
 
 
 def load_summary(out: Path) -> dict:

@@ -2,13 +2,13 @@
 
 Training: per epoch, a stateless shuffle (or class-balanced draw) of indices, batched first
 and then one parallel map that gathers the batch, augments it with vectorised ops and
-normalises it: per-element overhead is paid once per batch (PITFALLS: batch before map).
+normalises it: per-element overhead is paid once per batch (batch before map).
 Every random choice derives from ``(seed, epoch, step)``, so the stream is the same after a
 resume and under any parallelism. Images are resized once per stage resolution (FixRes).
 
 tf.data's autotuning thread is switched off (``without_autotune``): in TF 2.21,
 tearing down an iterator at the end of ``fit`` can wait out that thread's sleep, up to 60 s
-(measured: 13-45 s stalls after the last epoch in 5 of 17 runs; BUILD_NOTES.md). The map
+(measured: 13-45 s stalls after the last epoch in 5 of 17 runs; docs/decisions/no-autotune.md). The map
 then runs one call per core and prefetch keeps its own buffer heuristic; the pipeline is
 far faster than training either way (``tools/bench_data.py``).
 """
@@ -247,7 +247,7 @@ def eval_dataset(
 def array_batches(images: np.ndarray, batch_size: int = 256) -> tf.data.Dataset:
     """Batches of ``images`` (float32) in order, for ``Model.predict``: given NumPy arrays,
     Keras builds its own dataset with autotuning on, which here ran 5-20 % slower
-    (BUILD_NOTES.md, "CPU training speed")."""
+    (docs/benchmarks/cpu-speed.md)."""
     ds = tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).batch(batch_size)
     return without_autotune(ds.prefetch(1))
 
@@ -284,14 +284,13 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
             data.train, cfg.val_fraction, seed=split_seed, class_names=data.class_names
         )
     c = data.image_shape[-1]
-    if cfg.mean is not None or cfg.std is not None:
-        mean, std = cfg.mean or (0.0,), cfg.std or (1.0,)
+    norm = Normalizer.from_images(data.train.images)
+    if cfg.mean is not None or cfg.std is not None:  # what is not given is the split's
+        mean, std = cfg.mean or norm.mean, cfg.std or norm.std
         if {len(mean), len(std)} - {1, c}:
             raise DataError(
                 f"--mean/--std: the images have {c} channel(s), so give 1 or {c} "
                 f"values each; got mean={list(mean)}, std={list(std)}"
             )
         norm = Normalizer.from_values(mean, std, c)
-    else:
-        norm = Normalizer.from_images(data.train.images)
     return data, norm

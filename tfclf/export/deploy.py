@@ -13,6 +13,7 @@ from tfclf.data import Normalizer
 from tfclf.data.sources import GRAY_WEIGHTS, RESIZE_NOTES
 from tfclf.io import atomic_dir
 from tfclf.keras import keras
+from tfclf.rundir import CARD_FILE, LABELS_FILE, MODEL_FILE, SAVED_MODEL
 
 INPUT_NAME = "pixels"
 NORMALIZE_NAME = "normalize"
@@ -100,8 +101,8 @@ def write_snapshots(
         for name, weights in zip(names, weight_files):
             copy.load_weights(weights)
             (tmp / name).mkdir()
-            deployable(copy, normalizer).save(tmp / name / "model.keras")
-    return [out / name / "model.keras" for name in names]
+            deployable(copy, normalizer).save(tmp / name / MODEL_FILE)
+    return [out / name / MODEL_FILE for name in names]
 
 
 def write_best_model(
@@ -118,10 +119,10 @@ def write_best_model(
     is written: a failure (a full disk) leaves the previous one intact."""
     deploy = deployable(model, normalizer)
     with atomic_dir(out) as tmp:
-        deploy.save(tmp / "model.keras")
+        deploy.save(tmp / MODEL_FILE)
         with contextlib.redirect_stdout(io.StringIO()):  # its endpoint listing
-            deploy.export(str(tmp / "saved_model"))
-        write_labels(class_names, tmp / "labels.txt")
+            deploy.export(str(tmp / SAVED_MODEL))
+        write_labels(class_names, tmp / LABELS_FILE)
         card = model_card(deploy, class_names, normalizer, resize=resize)
-        (tmp / "model_card.json").write_text(json.dumps(card, indent=2))
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2))
     return deploy

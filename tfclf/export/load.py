@@ -9,13 +9,13 @@ from the model card inside the file or beside it; "squash" when none says.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from tfclf.cli import UsageError
+from tfclf.errors import UsageError
+from tfclf.rundir import CARD_FILE, LABELS_FILE, SAVED_MODEL, read_card
 
 
 class ModelFileError(UsageError):
@@ -23,15 +23,14 @@ class ModelFileError(UsageError):
 
 
 def _card_beside(path: Path) -> tuple[dict, Path] | None:
-    """The ``model_card.json`` beside ``path`` (or one folder up, as for ``best_model/
-    saved_model``) and where it is; None when there is none or it cannot be read."""
+    """The model card beside ``path`` (or one folder up, as for ``best_model/saved_model``)
+    and where it is; None when there is none. A card that cannot be read is an error naming
+    it: without it the class names and the resize mode would silently be wrong."""
     folder = path if path.is_dir() else path.parent
-    for card_file in (folder / "model_card.json", folder.parent / "model_card.json"):
-        if card_file.exists():
-            try:
-                return json.loads(card_file.read_text()), card_file
-            except (OSError, ValueError):
-                return None
+    for card_file in (folder / CARD_FILE, folder.parent / CARD_FILE):
+        card = read_card(card_file)
+        if card is not None:
+            return card, card_file
     return None
 
 
@@ -40,7 +39,7 @@ def _class_names(path: Path, num_classes: int, card: dict | None, beside):
     if card and len(card.get("classes", [])) == num_classes:
         return card["classes"], "the file's model card"
     folder = path if path.is_dir() else path.parent
-    for candidate in (folder / "labels.txt", folder.parent / "labels.txt"):
+    for candidate in (folder / LABELS_FILE, folder.parent / LABELS_FILE):
         if candidate.exists():
             names = candidate.read_text().splitlines()
             if len(names) == num_classes:
@@ -166,8 +165,8 @@ def load_classifier(path: str | Path) -> Classifier:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
-    if path.is_dir() and (path / "saved_model" / "saved_model.pb").exists():
-        path = path / "saved_model"  # a best_model/ directory
+    if path.is_dir() and (path / SAVED_MODEL / "saved_model.pb").exists():
+        path = path / SAVED_MODEL  # a best_model/ directory
     if path.is_dir() and (path / "saved_model.pb").exists():
         return SavedModelClassifier(path)
     if path.suffix == ".tflite":

@@ -4,7 +4,7 @@ Every file takes raw pixels, like the Keras model it comes from (``deploy.deploy
 float32 0-255 for the float, float16 and dynamic-range files, and for full-integer files
 ``uint8`` (or ``int8``) whose quantisation is pinned to scale 1: a uint8 input *is* the
 pixel value (int8: pixel - 128). The representative dataset (real training images, batch 1
-per sample, PITFALLS tf#47027) gets one extra sample holding a 0 and a 255 so that the
+per sample, tensorflow#47027) gets one extra sample holding a 0 and a 255 so that the
 input's calibrated range is exactly 0-255 whatever the images' own extremes; the scale and
 zero point actually written are read back from the file into its model card.
 
@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfclf.cli import UsageError
+from tfclf.errors import UsageError
 from tfclf.keras import keras
 
 MODES = ("float32", "float16", "dynamic", "int8")
@@ -242,7 +242,7 @@ def support_metadata(card: dict) -> bytes:
     RGB or grayscale image of values 0-255 whose normalisation is inside the graph (mean
     0, std 1), the output's class names in an associated ``labels.txt``. Written with the
     flatbuffers builder, field by field: the schema's Python writers (``tflite-support``,
-    MediaPipe) do not install beside TensorFlow 2.21 (BUILD_NOTES). A field's slot is its
+    MediaPipe) do not install beside TensorFlow 2.21 (BUILD_NOTES.md). A field's slot is its
     position in its table in the schema, a union taking two (its type, then its value):
     TensorMetadata (name 0, description 1, content 3, process_units 4, stats 5,
     associated_files 6), Content (content_properties 0-1), ProcessUnit (options 0-1),
@@ -318,7 +318,7 @@ def _metadata(blob: bytes, name: str) -> bytes | None:
 
 def read_card(model: bytes | str | Path) -> dict | None:
     """The model card written into a ``.tflite`` file by ``convert``, or None (a file from
-    elsewhere, or one written before session 17)."""
+    elsewhere, or one written before 0.1.0)."""
     blob = model if isinstance(model, bytes) else Path(model).read_bytes()
     data = _metadata(blob, CARD_METADATA)
     try:

@@ -6,7 +6,7 @@ large CNN 12,956,235; small CNN 241,099; its depthwise version 188,971; its grou
 (groups=4) version 200,059. The depthwise version of the large CNN is 5,671,785 in the
 report; our reading (every 3x3 conv of stages 2-5 becomes a biased depthwise 3x3 and a
 biased pointwise 1x1 with the original output width, BN and ReLU unchanged) gives
-5,705,419 (+0.6 %), see BUILD_NOTES.md.
+5,705,419 (+0.6 %), see docs/benchmarks/models.md.
 """
 
 from __future__ import annotations

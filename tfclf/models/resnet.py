@@ -123,30 +123,13 @@ def residual_block(
     mid = mid or filters
     project = stride != 1 or x.shape[-1] != filters
     plan = _conv_plan(block, filters, mid, kernel_size, stride, groups)
-    actkw = dict(kind=act, leaky_slope=leaky_slope)
-
+    kw = dict(act=act, leaky_slope=leaky_slope, bn_momentum=bn_momentum, name=name)
     if preact:
         if res2_scale > 1:
             raise ValueError("Res2Net modules are implemented for post-activation blocks only")
-        pre = batch_norm(x, momentum=bn_momentum, name=f"{name}_preact_bn")
-        pre = activation(pre, name=f"{name}_preact_act", **actkw)
-        shortcut = conv(pre, filters, 1, strides=stride, name=f"{name}_0_conv") if project else x
-        y = pre
-        for i, (f, k, s, g) in enumerate(plan, start=1):
-            if i > 1:
-                y = batch_norm(y, momentum=bn_momentum, name=f"{name}_{i}_bn")
-                y = activation(y, name=f"{name}_{i}_act", **actkw)
-                if dropout and i == len(plan):
-                    y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
-            y = conv(
-                y,
-                f,
-                k,
-                strides=s,
-                groups=g,
-                name=f"{name}_{i}_conv",
-                zero_init=zero_init_residual and i == len(plan),
-            )
+        shortcut, y = _preact_branch(
+            x, plan, filters, stride, project, dropout, zero_init_residual, **kw
+        )
     else:
         shortcut = x
         if project:
@@ -165,35 +148,66 @@ def residual_block(
                 stride=stride,
                 groups=groups,
                 first=first,
-                act=act,
-                leaky_slope=leaky_slope,
-                bn_momentum=bn_momentum,
                 zero_gamma=zero_init_residual,
-                name=name,
+                **kw,
             )
         else:
-            y = x
-            for i, (f, k, s, g) in enumerate(plan, start=1):
-                last = i == len(plan)
-                if dropout and last:
-                    y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
-                y = conv_bn_act(
-                    y,
-                    f,
-                    k,
-                    strides=s,
-                    groups=g,
-                    act=None if last else act,
-                    leaky_slope=leaky_slope,
-                    bn_momentum=bn_momentum,
-                    zero_gamma=zero_init_residual and last,
-                    name=f"{name}_{i}",
-                )
+            y = _postact_branch(x, plan, dropout, zero_init_residual, **kw)
     if se_ratio:
         y = squeeze_excite(y, ratio=se_ratio, name=f"{name}_se")
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     if not preact:
-        y = activation(y, name=f"{name}_out", **actkw)
+        y = activation(y, name=f"{name}_out", kind=act, leaky_slope=leaky_slope)
+    return y
+
+
+def _preact_branch(
+    x, plan, filters, stride, project, dropout, zero_last, *, act, leaky_slope, bn_momentum, name
+):
+    """(shortcut, branch) of a pre-activation block: BN and activation before each conv,
+    the projection shortcut taken from the first activation."""
+    actkw = dict(kind=act, leaky_slope=leaky_slope)
+    pre = batch_norm(x, momentum=bn_momentum, name=f"{name}_preact_bn")
+    pre = activation(pre, name=f"{name}_preact_act", **actkw)
+    shortcut = conv(pre, filters, 1, strides=stride, name=f"{name}_0_conv") if project else x
+    y = pre
+    for i, (f, k, s, g) in enumerate(plan, start=1):
+        if i > 1:
+            y = batch_norm(y, momentum=bn_momentum, name=f"{name}_{i}_bn")
+            y = activation(y, name=f"{name}_{i}_act", **actkw)
+            if dropout and i == len(plan):
+                y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
+        y = conv(
+            y,
+            f,
+            k,
+            strides=s,
+            groups=g,
+            name=f"{name}_{i}_conv",
+            zero_init=zero_last and i == len(plan),
+        )
+    return shortcut, y
+
+
+def _postact_branch(x, plan, dropout, zero_last, *, act, leaky_slope, bn_momentum, name):
+    """The branch of a post-activation block: conv, BN, activation; none after the last."""
+    y = x
+    for i, (f, k, s, g) in enumerate(plan, start=1):
+        last = i == len(plan)
+        if dropout and last:
+            y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
+        y = conv_bn_act(
+            y,
+            f,
+            k,
+            strides=s,
+            groups=g,
+            act=None if last else act,
+            leaky_slope=leaky_slope,
+            bn_momentum=bn_momentum,
+            zero_gamma=zero_last and last,
+            name=f"{name}_{i}",
+        )
     return y
 
 
@@ -247,48 +261,70 @@ def resnet(
         mid_widths = [max(1, w // 4) for w in widths]
     actkw = dict(act=activation_fn, leaky_slope=leaky_slope)
     img = inputs(input_shape)
-    stem_width = stem_width or widths[0]
-    if preact:
-        x = conv(img, stem_width, stem_kernel, strides=stem_stride, name="stem_conv")
-    else:
-        x = conv_bn_act(
-            img,
-            stem_width,
-            stem_kernel,
-            strides=stem_stride,
-            bn_momentum=bn_momentum,
-            name="stem",
-            **actkw,
-        )
-    if stem_pool:
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-    for s, (depth, width, stride, mid) in enumerate(
-        zip(depths, widths, strides, mid_widths), start=1
-    ):
-        for b in range(1, depth + 1):
-            x = residual_block(
-                x,
-                filters=width,
-                stride=stride if b == 1 else 1,
-                block=block,
-                preact=preact,
-                mid=mid,
-                groups=groups,
-                kernel_size=kernel_size,
-                se_ratio=se_ratio,
-                dropout=dropout,
-                res2_scale=res2_scale,
-                first=b == 1,
-                bn_momentum=bn_momentum,
-                zero_init_residual=zero_init_residual,
-                name=f"stage{s}_block{b}",
-                **actkw,
-            )
+    x = _stem(
+        img,
+        stem_width or widths[0],
+        stem_kernel,
+        stem_stride,
+        stem_pool,
+        preact=preact,
+        bn_momentum=bn_momentum,
+        **actkw,
+    )
+    block_args = dict(
+        block=block,
+        preact=preact,
+        groups=groups,
+        kernel_size=kernel_size,
+        se_ratio=se_ratio,
+        dropout=dropout,
+        res2_scale=res2_scale,
+        bn_momentum=bn_momentum,
+        zero_init_residual=zero_init_residual,
+        **actkw,
+    )
+    for s, stage in enumerate(zip(depths, widths, strides, mid_widths), start=1):
+        x = _stage(x, *stage, name=f"stage{s}", **block_args)
     if preact:
         x = batch_norm(x, momentum=bn_momentum, name="final_bn")
         x = activation(x, kind=activation_fn, leaky_slope=leaky_slope, name="final_act")
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(img, classifier(x, num_classes, dropout=head_dropout), name=name)
+
+
+def _stage(x, depth: int, width: int, stride: int, mid: int, *, name: str, **block_args):
+    """``depth`` residual blocks; the first one strides and may project its shortcut."""
+    for b in range(1, depth + 1):
+        x = residual_block(
+            x,
+            filters=width,
+            stride=stride if b == 1 else 1,
+            mid=mid,
+            first=b == 1,
+            name=f"{name}_block{b}",
+            **block_args,
+        )
+    return x
+
+
+def _stem(img, width, kernel, stride, pool, *, preact, bn_momentum, act, leaky_slope):
+    """The first conv (with BN and activation unless ``preact``) and an optional max pool."""
+    if preact:
+        x = conv(img, width, kernel, strides=stride, name="stem_conv")
+    else:
+        x = conv_bn_act(
+            img,
+            width,
+            kernel,
+            strides=stride,
+            bn_momentum=bn_momentum,
+            name="stem",
+            act=act,
+            leaky_slope=leaky_slope,
+        )
+    if pool:
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    return x
 
 
 def _cifar_resnet(depth: int, *, preact: bool, se_ratio: int | None = None):

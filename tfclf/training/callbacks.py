@@ -230,7 +230,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     augmentation) in one training-mode pass: "precise BN" (Wu & Johnson 2021; pycls,
     Detectron2). The moving averages lag the weights by ~1 / (1 - momentum) steps, which is
     most of a short run: a 120-photo folder trained 22 steps validated at 54 % with them and
-    100 % with these (BUILD_NOTES "Precise batch norm"). Training itself uses batch
+    100 % with these (docs/decisions/precise-bn.md). Training itself uses batch
     statistics, so it is unchanged; what is validated, checkpointed and exported is."""
 
     def __init__(self, net: keras.Model, dataset: tf.data.Dataset):

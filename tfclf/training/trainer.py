@@ -23,14 +23,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.python.framework import config as tf_config  # op determinism's switch off
 
-from tfclf.cli import UsageError, recorded_flags
 from tfclf.config import CYCLIC_SCHEDULES, TRAINABLE, Stage, TrainConfig
 from tfclf.data import ImageData, Normalizer, eval_dataset, prepare_data, train_dataset
+from tfclf.errors import UsageError
 from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
 from tfclf.models.summary import human, model_stats
+from tfclf.rundir import RunDir
 from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
 from tfclf.training.phases import Phase, PhaseContext
@@ -70,8 +72,8 @@ def with_regularizers(model: keras.Model, l2: float, bn_l1: float = 0.0) -> kera
     each layer's config, so they are saved with the model and survive TF-MOT's cloning and
     wrapping (tested). The rebuilt model keeps ``model``'s weights: a penalty must not
     re-draw the initialisation, or one seed would start from other weights with ``--l2``
-    than without (it did until session 13, which cost the quick start 0.4 points on its
-    default seed; BUILD_NOTES.md "Quick start")."""
+    than without (it did before 0.1.0, which cost the quick start 0.4 points on its
+    default seed; docs/decisions/weights-kept-on-rebuild.md)."""
     if not l2 and not bn_l1:
         return model
     config = model.get_config()
@@ -150,12 +152,6 @@ def restore_model(
         raise ValueError(f"checkpoint {path} does not match model {model.name}: {first}") from e
 
 
-def earlier_run(run_dir: Path) -> str:
-    """How to name the run a run directory holds: its model, from its ``flags.txt``."""
-    model = recorded_flags(run_dir).get("model")
-    return f"an earlier run of {model} (its flags.txt)" if model else "an earlier run"
-
-
 def read_resume_state(ckpt_dir: Path) -> tuple[int, int] | None:
     """(stage, finished epochs) of the latest checkpoint, or None."""
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
@@ -172,6 +168,34 @@ class LossNotFinite(UsageError):
     """The training loss became NaN or infinite; nothing after the last good epoch is kept."""
 
 
+class StageCounters:
+    """A stage's checkpointing: the model, its optimizer and two counters (stage, finished
+    epochs) saved together each epoch, the two latest kept."""
+
+    def __init__(self, model: keras.Model, s: int, ckpt_dir: Path):
+        self.stage = tf.Variable(s, dtype=tf.int64, trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, stage=self.stage, epoch=self.epoch
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(ckpt_dir), max_to_keep=2)
+        self.callback = None  # the stage's ResumableCheckpoint
+
+
+class StageGuards:
+    """The callbacks that can end a stage early: a non-finite loss, early stopping, the
+    time budget."""
+
+    def __init__(self, cfg: TrainConfig, deadline: float | None):
+        self.nan_guard = cb.StopOnNonFiniteLoss()
+        self.early = (
+            keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.early_stopping, mode="max")
+            if cfg.early_stopping
+            else None
+        )
+        self.budget = cb.TimeBudget(deadline) if deadline else None
+
+
 class Trainer:
     def __init__(
         self, cfg: TrainConfig, phase: Phase | None = None, on_ready: Callable | None = None
@@ -180,6 +204,7 @@ class Trainer:
         self.phase = phase or Phase()
         self.on_ready = on_ready
         self.run_dir = Path(cfg.run_dir)
+        self.rundir = RunDir(cfg.run_dir)
         self.history: dict = {"epochs": []}
 
     # -------------------------------------------------------------- set-up
@@ -196,11 +221,12 @@ class Trainer:
             or (resolver.task_type == "worker" and resolver.task_id == 0)
         )
         # Non-chief workers of a multi-worker run write to their own scratch directory.
-        self.out_dir = (
-            self.run_dir if self.is_chief else self.run_dir / ".workers" / str(resolver.task_id)
+        self.out = (
+            self.rundir
+            if self.is_chief
+            else RunDir(self.run_dir / ".workers" / str(resolver.task_id))
         )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshot_dir = self.out_dir / "checkpoints" / "snapshots"
+        self.out.path.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
         logging.info("data: %s", self.data.describe())
         self.precision, why = self._pick_precision()
@@ -234,8 +260,8 @@ class Trainer:
         """The data loaded and the first model built: only now does the run directory of an
         earlier run get this run's files, so a bad input leaves it as it was."""
         if self.is_chief:
-            atomic_write_text(self.norm.to_json(), self.run_dir / "normalizer.json")
-            atomic_write_text(json.dumps(self.data.class_names), self.run_dir / "classes.json")
+            atomic_write_text(self.norm.to_json(), self.rundir.normalizer_file)
+            atomic_write_text(json.dumps(self.data.class_names), self.rundir.classes_file)
         if self.on_ready and self.is_chief:
             self.on_ready()
         self.on_ready = None
@@ -298,192 +324,212 @@ class Trainer:
 
     # -------------------------------------------------------------- run
     def run(self) -> TrainResult:
+        """Trains every stage not yet finished and returns the final model. Process-wide
+        state the run sets (the mixed-precision policy, op determinism) is put back after
+        it, whether it finishes or fails."""
+        policy = keras.mixed_precision.global_policy()
+        determinism = tf_config.is_op_determinism_enabled()
+        try:
+            return self._run()
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+            if not determinism:
+                tf_config.disable_op_determinism()
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         self._setup()
-        ckpt_dir = self.out_dir / "checkpoints"
-        resume = read_resume_state(ckpt_dir)
-        start_stage, start_epoch = resume or (0, 0)
-        hist_path = self.run_dir / "history.json"
-        if resume and hist_path.exists():
-            self.history = json.loads(hist_path.read_text())
-            # keep only rows up to the checkpoint (history is written after it)
-            self.history["epochs"] = [
-                r
-                for r in self.history["epochs"]
-                if (r["stage"], r["epoch"]) <= (start_stage, start_epoch)
-            ]
-        if resume:
-            logging.info("resuming at stage %d after epoch %d", start_stage + 1, start_epoch)
+        start_stage, start_epoch = self._restore_history()
         deadline = time.time() + cfg.time_budget if cfg.time_budget else None
-        tb_dir = self.out_dir / "tensorboard"
-        val_every = cfg.resolved_val_every
-        verbose = {"bar": 1, "line": 2}.get(cfg.verbose, 1 if sys.stdout.isatty() else 2)
-        model = ctx = None
-        stopped_by_budget = False
+        model, stopped_by_budget = None, False
         for s in range(start_stage, len(cfg.stages)):
-            stage = cfg.stages[s]
             first_epoch = start_epoch if s == start_stage else 0
-            if first_epoch >= stage.epochs:
+            if first_epoch >= cfg.stages[s].epochs:
                 continue
-            previous, ctx = model, self._context(s, len(self.data.train) // cfg.batch_size)
-            stream = train_dataset(
-                self.data.train,
-                self.data.num_classes,
-                self.norm,
-                batch_size=cfg.batch_size,
-                image_size=stage.size,
-                augment=cfg.augment if stage.augment is None else stage.augment,
-                balance=cfg.balance,
-                seed=cfg.seed + 1000 * s,
-                start_epoch=first_epoch,
-                per_example=self.phase.per_example(self.data.train, ctx),
+            model, stopped_by_budget = self._train_stage(
+                s, first_epoch, model, first=s == start_stage, deadline=deadline
             )
-            model = self._build(ctx)
-            self._compile(model, ctx)
-            stage_var = tf.Variable(s, dtype=tf.int64, trainable=False)
-            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-            ckpt = tf.train.Checkpoint(
-                model=model, optimizer=model.optimizer, stage=stage_var, epoch=epoch_var
-            )
-            manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
-            if resume and s == start_stage and first_epoch > 0:  # mid-stage: everything
-                self._resume(model, manager.latest_checkpoint, ckpt)
-            elif previous is not None:  # next stage in this process
-                transfer_weights(previous, model)
-            elif resume:  # a stage boundary after a restart: weights, fresh optimizer
-                self._resume(model, manager.latest_checkpoint)
-            if s == start_stage:  # after the restore: a run that cannot resume changes nothing
-                self._ready()
-            val_ds = eval_dataset(
-                self.data.val,
-                self.data.num_classes,
-                self.norm,
-                batch_size=cfg.eval_batch_size,
-                image_size=stage.size,
-            )
-            best_path = self.out_dir / f"best_stage{s}.weights.h5"
-            # warm restarts: the best model and the snapshots are taken at cycle ends only
-            ends = None
-            if stage.schedule.kind in CYCLIC_SCHEDULES:
-                ends = cycle_ends(stage.schedule, ctx.steps_per_epoch)
-            best_so_far = max(
-                [
-                    r.get("val_accuracy", -1)
-                    for r in self.history["epochs"]
-                    if r["stage"] == s and (ends is None or r["epoch"] in ends)
-                ]
-                or [-np.inf]
-            )
-            checkpoint = cb.ResumableCheckpoint(
-                manager, stage_var, epoch_var, s, self.history, hist_path, is_chief=self.is_chief
-            )
-            callbacks = [
-                cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
-                *self.phase.callbacks(model, ctx),
-                cb.BestWeights(best_path, self.phase.saved(model), best=best_so_far, epochs=ends),
-                keras.callbacks.TensorBoard(str(tb_dir), write_graph=False, profile_batch=0),
-                checkpoint,
-            ]
-            if cfg.snapshots and ends:
-                callbacks.insert(
-                    -1,  # before the checkpoint: a resumed run never skips a snapshot
-                    cb.Snapshots(self.snapshot_dir, self.phase.saved(model), ends, s),
-                )
-            if cfg.precise_bn:
-                pick = np.random.default_rng(cfg.seed).permutation(len(self.data.train))
-                bn_images = eval_dataset(
-                    self.data.train.subset(pick[: cfg.precise_bn]),
-                    self.data.num_classes,
-                    self.norm,
-                    batch_size=cfg.batch_size,
-                    image_size=stage.size,
-                )
-                precise = cb.PreciseBatchNorm(self.phase.saved(model), bn_images)
-                callbacks.insert(0, precise)
-                if precise.bns:
-                    logging.info(
-                        "precise BN: %d batch norms get the statistics of %d training images "
-                        "before each validation (--precise_bn)",
-                        len(precise.bns),
-                        min(cfg.precise_bn, len(self.data.train)),
-                    )
-            if stage.schedule.kind == "plateau":
-                callbacks.insert(
-                    0,
-                    keras.callbacks.ReduceLROnPlateau(
-                        "val_loss",
-                        factor=cfg.plateau_factor,
-                        patience=cfg.plateau_patience,
-                        min_lr=stage.schedule.min_lr,
-                    ),
-                )
-            early = None
-            if cfg.early_stopping:
-                early = keras.callbacks.EarlyStopping(
-                    "val_accuracy", patience=cfg.early_stopping, mode="max"
-                )
-                callbacks.insert(0, early)
-            budget = cb.TimeBudget(deadline) if deadline else None
-            if budget:
-                callbacks.append(budget)
-            nan_guard = cb.StopOnNonFiniteLoss()
-            callbacks.insert(0, nan_guard)
-            earlier = [r["loss"] for r in self.history["epochs"] if r["stage"] == s and "loss" in r]
-            callbacks.append(
-                cb.DivergenceWarning(self.data.num_classes, stage.schedule.lr, earlier)
-            )
-            logging.info(
-                "stage %d/%d (%s): %s at %s px, epochs %d..%d, train=%s",
-                s + 1,
-                len(cfg.stages),
-                self.phase.name,
-                cfg.model,
-                stage.size or self.data.image_shape[0],
-                first_epoch + 1,
-                stage.epochs,
-                stage.train,
-            )
-            if s == start_stage and first_epoch == 0 and self.is_chief:
-                self._log_inputs(stream, tb_dir)
-            model.fit(
-                stream.dataset,
-                epochs=stage.epochs,
-                initial_epoch=first_epoch,
-                steps_per_epoch=stream.steps_per_epoch,
-                validation_data=val_ds,
-                validation_freq=[
-                    e
-                    for e in range(first_epoch + 1, stage.epochs + 1)
-                    if e % val_every == 0 or e == stage.epochs or e in (ends or ())
-                ],
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            if nan_guard.where:
-                raise LossNotFinite(self._diverged_message(s, nan_guard.where, manager))
-            if early is not None and early.stopped_epoch > 0:
-                logging.info(
-                    "early stopping ended stage %d after epoch %d (no val_accuracy gain "
-                    "in %d epochs)",
-                    s + 1,
-                    early.stopped_epoch + 1,
-                    cfg.early_stopping,
-                )
-                checkpoint.finish_stage_early(stage.epochs)
-            if budget and budget.expired:
-                stopped_by_budget = True
-                logging.warning(
-                    "time budget of %.0f s used up: stopping after stage %d epoch %d",
-                    cfg.time_budget,
-                    s + 1,
-                    int(epoch_var.numpy()),
-                )
+            if stopped_by_budget:
                 break
         if model is None:  # everything was already done: rebuild the final model
-            ctx = self._context(len(cfg.stages) - 1, 1)
-            model = self._build(ctx)
-            self._resume(model, tf.train.latest_checkpoint(str(ckpt_dir)))
+            model = self._build(self._context(len(cfg.stages) - 1, 1))
+            self._resume(model, tf.train.latest_checkpoint(str(self.out.checkpoints)))
         return self._finish(model, stopped_by_budget)
+
+    def _restore_history(self) -> tuple[int, int]:
+        """(stage, finished epochs) to start from: the latest checkpoint's, with the history
+        cut to the epochs it holds (history is written after the checkpoint)."""
+        self.resume = read_resume_state(self.out.checkpoints)
+        start = self.resume or (0, 0)
+        if self.resume and self.rundir.history_file.exists():
+            self.history = json.loads(self.rundir.history_file.read_text())
+            self.history["epochs"] = [
+                r for r in self.history["epochs"] if (r["stage"], r["epoch"]) <= start
+            ]
+        if self.resume:
+            logging.info("resuming at stage %d after epoch %d", start[0] + 1, start[1])
+        return start
+
+    def _train_stage(self, s: int, first_epoch: int, previous, *, first: bool, deadline):
+        """Trains stage ``s`` from ``first_epoch``: (its model, whether the time budget
+        ran out). ``previous`` is the last stage's model in this process, if any."""
+        cfg, stage = self.cfg, self.cfg.stages[s]
+        ctx = self._context(s, len(self.data.train) // cfg.batch_size)
+        stream = train_dataset(
+            self.data.train,
+            self.data.num_classes,
+            self.norm,
+            batch_size=cfg.batch_size,
+            image_size=stage.size,
+            augment=cfg.augment if stage.augment is None else stage.augment,
+            balance=cfg.balance,
+            seed=cfg.seed + 1000 * s,
+            start_epoch=first_epoch,
+            per_example=self.phase.per_example(self.data.train, ctx),
+        )
+        model = self._build(ctx)
+        self._compile(model, ctx)
+        counters = StageCounters(model, s, self.out.checkpoints)
+        if self.resume and first and first_epoch > 0:  # mid-stage: everything
+            self._resume(model, counters.manager.latest_checkpoint, counters.checkpoint)
+        elif previous is not None:  # next stage in this process
+            transfer_weights(previous, model)
+        elif self.resume:  # a stage boundary after a restart: weights, fresh optimizer
+            self._resume(model, counters.manager.latest_checkpoint)
+        if first:  # after the restore: a run that cannot resume changes nothing
+            self._ready()
+        # warm restarts: the best model and the snapshots are taken at cycle ends only
+        ends = None
+        if stage.schedule.kind in CYCLIC_SCHEDULES:
+            ends = cycle_ends(stage.schedule, ctx.steps_per_epoch)
+        guards = StageGuards(cfg, deadline)
+        callbacks = self._callbacks(model, ctx, stream, counters, guards, ends)
+        logging.info(
+            "stage %d/%d (%s): %s at %s px, epochs %d..%d, train=%s",
+            s + 1,
+            len(cfg.stages),
+            self.phase.name,
+            cfg.model,
+            stage.size or self.data.image_shape[0],
+            first_epoch + 1,
+            stage.epochs,
+            stage.train,
+        )
+        if first and first_epoch == 0 and self.is_chief:
+            self._log_inputs(stream, self.out.tensorboard)
+        model.fit(
+            stream.dataset,
+            epochs=stage.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=stream.steps_per_epoch,
+            validation_data=self._eval_stream(self.data.val, stage, cfg.eval_batch_size),
+            validation_freq=[
+                e
+                for e in range(first_epoch + 1, stage.epochs + 1)
+                if e % cfg.resolved_val_every == 0 or e == stage.epochs or e in (ends or ())
+            ],
+            callbacks=callbacks,
+            verbose={"bar": 1, "line": 2}.get(cfg.verbose, 1 if sys.stdout.isatty() else 2),
+        )
+        return model, self._after_stage(s, guards, counters)
+
+    def _eval_stream(self, split, stage: Stage, batch_size: int):
+        return eval_dataset(
+            split, self.data.num_classes, self.norm, batch_size=batch_size, image_size=stage.size
+        )
+
+    def _callbacks(self, model, ctx: PhaseContext, stream, counters, guards, ends) -> list:
+        """The stage's callbacks, in the order they must run at an epoch's end: guards and
+        statistics first, the best weights and snapshots before the checkpoint (a resumed
+        run never skips one), the checkpoint, then the budget and the divergence warning."""
+        cfg, stage, s = self.cfg, ctx.stage, ctx.stage_index
+        saved = self.phase.saved(model)
+        best_so_far = max(
+            [
+                r.get("val_accuracy", -1)
+                for r in self.history["epochs"]
+                if r["stage"] == s and (ends is None or r["epoch"] in ends)
+            ]
+            or [-np.inf]
+        )
+        callbacks = [guards.nan_guard]
+        if guards.early is not None:
+            callbacks.append(guards.early)
+        if stage.schedule.kind == "plateau":
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    "val_loss",
+                    factor=cfg.plateau_factor,
+                    patience=cfg.plateau_patience,
+                    min_lr=stage.schedule.min_lr,
+                )
+            )
+        if cfg.precise_bn:
+            callbacks.append(self._precise_bn(saved, stage))
+        callbacks += [
+            cb.EpochStats(stream.steps_per_epoch * cfg.batch_size),
+            *self.phase.callbacks(model, ctx),
+            cb.BestWeights(self.out.best_weights(s), saved, best=best_so_far, epochs=ends),
+            keras.callbacks.TensorBoard(
+                str(self.out.tensorboard), write_graph=False, profile_batch=0
+            ),
+        ]
+        if cfg.snapshots and ends:
+            callbacks.append(cb.Snapshots(self.out.snapshot_weights, saved, ends, s))
+        counters.callback = cb.ResumableCheckpoint(
+            counters.manager,
+            counters.stage,
+            counters.epoch,
+            s,
+            self.history,
+            self.rundir.history_file,
+            is_chief=self.is_chief,
+        )
+        callbacks.append(counters.callback)
+        if guards.budget is not None:
+            callbacks.append(guards.budget)
+        earlier = [r["loss"] for r in self.history["epochs"] if r["stage"] == s and "loss" in r]
+        callbacks.append(cb.DivergenceWarning(self.data.num_classes, stage.schedule.lr, earlier))
+        return callbacks
+
+    def _precise_bn(self, saved: keras.Model, stage: Stage):
+        cfg = self.cfg
+        pick = np.random.default_rng(cfg.seed).permutation(len(self.data.train))
+        images = self._eval_stream(
+            self.data.train.subset(pick[: cfg.precise_bn]), stage, cfg.batch_size
+        )
+        precise = cb.PreciseBatchNorm(saved, images)
+        if precise.bns:
+            logging.info(
+                "precise BN: %d batch norms get the statistics of %d training images "
+                "before each validation (--precise_bn)",
+                len(precise.bns),
+                min(cfg.precise_bn, len(self.data.train)),
+            )
+        return precise
+
+    def _after_stage(self, s: int, guards: StageGuards, counters: StageCounters) -> bool:
+        """Acts on how the stage ended; True when the time budget ran out."""
+        cfg = self.cfg
+        if guards.nan_guard.where:
+            raise LossNotFinite(self._diverged_message(s, guards.nan_guard.where, counters))
+        if guards.early is not None and guards.early.stopped_epoch > 0:
+            logging.info(
+                "early stopping ended stage %d after epoch %d (no val_accuracy gain in %d epochs)",
+                s + 1,
+                guards.early.stopped_epoch + 1,
+                cfg.early_stopping,
+            )
+            counters.callback.finish_stage_early(cfg.stages[s].epochs)
+        if guards.budget is not None and guards.budget.expired:
+            logging.warning(
+                "time budget of %.0f s used up: stopping after stage %d epoch %d",
+                cfg.time_budget,
+                s + 1,
+                int(counters.epoch.numpy()),
+            )
+            return True
+        return False
 
     def _resume(self, model, path: str, checkpoint: tf.train.Checkpoint | None = None):
         """Restores a checkpoint of this run directory; one that does not fit this model is
@@ -492,13 +538,13 @@ class Trainer:
             restore_model(model, path, checkpoint)
         except ValueError as e:
             raise UsageError(
-                f"--run_dir={self.run_dir} holds {earlier_run(self.run_dir)} that this run "
+                f"--run_dir={self.run_dir} holds {self.rundir.describe()} that this run "
                 f"cannot resume ({e}): pass another --run_dir, or delete it to start over"
             ) from e
 
-    def _diverged_message(self, s: int, where, manager) -> str:
+    def _diverged_message(self, s: int, where, counters: StageCounters) -> str:
         epoch, batch, loss = where
-        last = manager.latest_checkpoint
+        last = counters.manager.latest_checkpoint
         if last:
             stage, done = read_resume_state(Path(last).parent)
             good = f"the last good checkpoint is {last} (stage {stage + 1}, epoch {done})"
@@ -536,7 +582,7 @@ class Trainer:
         cfg = self.cfg
         identical = replicas_identical(model)  # before the best weights are loaded everywhere
         final_stage = max([r["stage"] for r in self.history["epochs"]] or [len(cfg.stages) - 1])
-        best_path = self.out_dir / f"best_stage{final_stage}.weights.h5"
+        best_path = self.out.best_weights(final_stage)
         metrics = {
             "stopped_by_time_budget": stopped_by_budget,
             "stopped_early": [s + 1 for s in self.history.get("stopped_early", [])],

@@ -60,3 +60,42 @@ def tiny_config(
         stages=(Stage(schedule=schedule),),
         **kw,
     )
+
+
+TINY_FLAGS = (
+    "--model=resnet_custom",
+    f"--model_args={TINY_ARGS}",
+    "--batch_size=50",
+    "--augment=",
+    "--precision=float32",
+    "--l2=0",
+    "--precise_bn=0",
+    "--schedule=constant",
+    "--lr=0.05",
+    "--warmup_epochs=0",
+)
+
+
+def train_like_cli(run, source: str, *args: str):
+    """A finished run made in this process as ``python -m tfclf.train`` makes one: flags ->
+    config, ``flags.txt`` once the run is ready, then the export, report and metrics.
+    Returns the loop's result."""
+    from absl import flags
+
+    from tfclf import cli
+    from tfclf.finish import finish_run
+    from tfclf.training.trainer import train
+
+    cli.define_train_flags()
+    fl = flags.FLAGS
+    try:
+        fl(["prog", f"--run_dir={run}", f"--source={source}", *TINY_FLAGS, *args])
+        cli.absolute_paths(fl)
+        cfg, errors = cli.config_from_flags(fl)
+        flagfile = cli.resolved_flagfile()
+    finally:
+        fl.unparse_flags()
+    assert not errors, errors
+    result = train(cfg, on_ready=lambda: (run / "flags.txt").write_text(flagfile))
+    finish_run(result, cfg)
+    return result

@@ -6,6 +6,7 @@ import pytest
 from absl import flags
 
 from tfclf import cli
+from tfclf.config_flags import flag_values
 from tfclf.rundir import RunDir
 
 cli.define_train_flags()
@@ -310,3 +311,13 @@ def test_tool_flags_below_one_or_a_bad_augment_are_one_usage_error():
             cli.check_tool_flags(augment="blur(3)")
     finally:
         fl.unparse_flags()
+
+
+def test_a_repeated_flag_is_read_whole(tmp_path):
+    """Every --stage counts when runs are compared (only the last one did)."""
+    two = _record(tmp_path / "a", "--stage=epochs=3 train=head", "--stage=epochs=9 lr=0.01")
+    other = _record(tmp_path / "b", "--stage=epochs=3 train=all", "--stage=epochs=9 lr=0.01")
+    assert flag_values(two)["stage"] == "epochs=3 train=head; epochs=9 lr=0.01"
+    assert RunDir(tmp_path / "a").flag_changes(other) == [
+        "--stage: epochs=3 train=head; epochs=9 lr=0.01 -> epochs=3 train=all; epochs=9 lr=0.01"
+    ]

@@ -83,6 +83,7 @@ CLI_MODULES = {
     "train.py",
     "evaluate.py",
     "predict.py",
+    "results.py",
     "compress/__main__.py",
     "models/__main__.py",
 }

@@ -50,3 +50,10 @@ def test_paper_counts(name, spec):
 def test_report000_final_network_is_under_two_million():
     got = _trainable("report000_resnet", 96, 10)
     assert 0.5e6 < got < 2e6
+
+
+def test_report001_baseline_is_the_reports_count():
+    """Report 001: "The total parameters of baseline is 149,418" (MNIST, 28x28x1)."""
+    assert (
+        model_stats(create_model("report001_baseline", (28, 28, 1), 10)).trainable_params == 149_418
+    )

@@ -24,10 +24,11 @@ SCHEDULES = (
     "cyclic",
 )
 CYCLIC_SCHEDULES = ("cosine_restarts", "cyclic")  # several low points: --snapshots
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-TRAINABLE = ("all", "classifier_bn")
+TRAINABLE = ("all", "classifier_bn", "head")
+BN_MODES = ("train", "frozen")
 BALANCE = ("none", "oversample", "class_weight")
 VERBOSITY = ("auto", "bar", "line")
 RESIZE_MODES = ("squash", "crop", "pad")  # tfclf.data.sources.RESIZE_NOTES: what each does
@@ -93,9 +94,18 @@ class Stage:
     size: int | None = field(None, "Training resolution (default: native).", flag="image_size")
     schedule: ScheduleConfig = field(factory=ScheduleConfig)
     train: str = field(
-        "all", "Layers that train: all | classifier_bn (FixRes fine-tuning).", choices=TRAINABLE
+        "all",
+        "Layers that train: all | classifier_bn (FixRes fine-tuning) | head (the classifier "
+        "alone, e.g. the first stage of a fine-tune).",
+        choices=TRAINABLE,
     )
     augment: str | None = field(None, "Augmentation of this stage (default: the run's).")
+    bn: str = field(
+        "train",
+        "Batch norms: train | frozen (scale, offset and statistics kept: fine-tuning on a "
+        "small set).",
+        choices=BN_MODES,
+    )
 
     @property
     def epochs(self) -> int:
@@ -228,6 +238,12 @@ class TrainConfig:
         "Before each validation, set the batch norms' moving statistics from this many "
         "training images without augmentation (precise BN); 0 keeps the moving averages.",
     )
+    init_from: str | None = field(
+        None,
+        "Start from the weights of this run (its best model), .keras or .weights.h5 file, "
+        "matched by layer name; a layer of another shape (a classifier for another class "
+        "count) starts new. Not on resume.",
+    )
     teacher: str | None = field(
         None,
         "Distil from this teacher: a tfclf run directory, .keras file or SavedModel; "
@@ -333,6 +349,10 @@ class TrainConfig:
             check(
                 stage.train in TRAINABLE,
                 f"{where}train must be one of {', '.join(TRAINABLE)}, got {stage.train!r}",
+            )
+            check(
+                stage.bn in BN_MODES,
+                f"--stage {i}: bn must be one of {', '.join(BN_MODES)}, got {stage.bn!r}",
             )
             check(
                 stage.size is None or stage.size > 0,

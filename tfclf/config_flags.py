@@ -197,10 +197,14 @@ def resolved_flagfile(command: str = "tfclf.train", fv: flags.FlagValues = FLAGS
 
 
 def flag_values(flagfile: str) -> dict[str, str]:
-    """A resolved flagfile's values, as text by flag name."""
-    return dict(
-        line[2:].partition("=")[::2] for line in flagfile.splitlines() if line.startswith("--")
-    )
+    """A resolved flagfile's values, as text by flag name; a repeated flag's (``--stage``)
+    joined in order with "; "."""
+    values: dict[str, str] = {}
+    for line in flagfile.splitlines():
+        if line.startswith("--"):
+            name, _, value = line[2:].partition("=")
+            values[name] = f"{values[name]}; {value}" if name in values else value
+    return values
 
 
 def default_flagfile() -> str:

@@ -61,7 +61,7 @@ def main(argv):
     elif other:
         out = run.path / f"report_on_{Path(other['source'].split(':')[-1]).stem}"
     else:
-        out = run.report if split_name == "val" else run.path / f"report_{split_name}"
+        out = run.split_report(split_name).parent
     report = write_report(
         out,
         model,

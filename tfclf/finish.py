@@ -31,7 +31,7 @@ def finish_run(result, cfg) -> dict:
         time.perf_counter() - start,
     )
     report = _report(run, deploy, result, cfg.eval_batch_size)
-    metrics = dict(result.metrics)
+    metrics = dict(result.metrics) | _provenance()
     metrics.update({k: report[k] for k in ("top1", "loss", "macro_f1", "top5") if k in report})
     metrics.update(
         {"trainable_params": report["model"]["trainable_params"], "macs": report["model"]["macs"]}
@@ -46,6 +46,20 @@ def finish_run(result, cfg) -> dict:
             logging.warning("the snapshots do not fit the final model, not exported: %s", e)
     atomic_write_json(metrics, run.metrics_file)
     return metrics
+
+
+def _provenance() -> dict:
+    """Where and with what a result was made: tfclf's version, the date, the machine kind."""
+    import datetime
+
+    import tfclf
+    from tfclf.system import machine_kind
+
+    return {
+        "tfclf_version": tfclf.__version__,
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_kind(),
+    }
 
 
 def _report(run: RunDir, deploy, result, batch_size: int) -> dict:

@@ -57,6 +57,14 @@ class RunDir:
     tensorboard = property(lambda self: self.path / "tensorboard")
     compress = property(lambda self: self.path / "compress")
 
+    def split_report(self, split: str) -> Path:
+        """The report ``tfclf.evaluate --split=SPLIT`` writes (val: the run's own report)."""
+        return (
+            self.report / "report.json"
+            if split == "val"
+            else self.path / f"report_{split}" / "report.json"
+        )
+
     def best_weights(self, stage: int) -> Path:
         return self.path / f"best_stage{stage}.weights.h5"
 

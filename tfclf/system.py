@@ -11,6 +11,7 @@ float32's speed measured for 0.2 M and 2.4 M MACs, 1.1-1.25x for 9-31 M).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -122,6 +123,25 @@ def cpu_isa_name(flags: set[str] | None = None) -> str:
     flags = cpu_flags() if flags is None else flags
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
     return f"{isa} + AMX" if "amx_tile" in flags else isa
+
+
+def machine_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The machine a result was measured on, as docs/results.md names kinds: the CPU's
+    vendor and model and its ISA, e.g. "AMD EPYC, AVX-512, bf16" or "GPU" when one trained."""
+    if tf.config.list_physical_devices("GPU"):
+        return "GPU"
+    model = ""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags(cpuinfo)
+    vendor = next((v for v in ("AMD EPYC", "Intel Xeon", "AMD", "Intel") if v in model), model)
+    isa = cpu_isa_name(flags).replace(" + ", ", ")
+    return f"{vendor or 'CPU'}, {isa}" + (", bf16" if cpu_has_native_bf16(flags) else "")
 
 
 def describe_kernels() -> str:

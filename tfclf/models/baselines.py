@@ -1,4 +1,10 @@
-"""Plain CNN baselines: LeNet-5, report 000's VGG-style first network and report 003's CNNs.
+"""Plain CNN baselines: LeNet-5, report 001's baseline CNN, report 000's VGG-style first
+network and report 003's CNNs.
+
+Report 001's baseline is PyTorch's MNIST example at smaller widths: conv 8@3x3, conv
+16@3x3, 2x2 max pool, dropout 0.25, FC 64, dropout 0.5, FC 10; 149,418 parameters at
+28x28x1 and 10 classes, the report's count. It trained with Adadelta at lr 0.1, x0.7 every
+epoch (``configs/report001_baseline.flags``).
 
 Report 003's networks are reproduced with its PyTorch conventions (conv bias on, BN affine,
 ReLU), so their trainable-parameter counts equal the report's at 128x128 with 11 classes:
@@ -146,6 +152,26 @@ def lenet5(input_shape, num_classes, **overrides):
     x = _fc(x, 120, dropout=0.0, name="fc1")
     x = _fc(x, 84, dropout=0.0, name="fc2")
     return keras.Model(img, classifier(x, num_classes), name="lenet5")
+
+
+@register_model(default_size=28, min_size=8, source="report 001")
+def report001_baseline(
+    input_shape, num_classes, *, dropout=0.25, head_dropout=0.5, widths=(8, 16, 64)
+):
+    """Report 001's baseline CNN: conv 8, conv 16, pool, FC 64 (149,418 params at 28x28x1/10)."""
+    img = inputs(input_shape)
+    x = layers.Conv2D(widths[0], 3, name="conv1")(img)
+    x = activation(x, name="conv1_act")
+    x = layers.Conv2D(widths[1], 3, name="conv2")(x)
+    x = activation(x, name="conv2_act")
+    x = _pool(x, "pool")
+    x = layers.Dropout(dropout, name="pool_dropout")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(widths[2], name="fc1_dense")(x)
+    x = activation(x, name="fc1_act")
+    return keras.Model(
+        img, classifier(x, num_classes, dropout=head_dropout), name="report001_baseline"
+    )
 
 
 @register_model(

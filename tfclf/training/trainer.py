@@ -35,6 +35,7 @@ from tfclf.models.summary import human, model_stats
 from tfclf.rundir import RunDir
 from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
+from tfclf.training.init_from import init_from, source_normalizer
 from tfclf.training.phases import Phase, PhaseContext
 from tfclf.training.schedules import cycle_ends, make_schedule
 
@@ -59,6 +60,8 @@ def make_optimizer(cfg: TrainConfig, lr):
         return keras.optimizers.Adam(lr)
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adadelta":  # PyTorch's rho and epsilon, as report 001 trained
+        return keras.optimizers.Adadelta(lr, rho=0.9, epsilon=1e-6)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -89,16 +92,23 @@ def with_regularizers(model: keras.Model, l2: float, bn_l1: float = 0.0) -> kera
     return rebuilt
 
 
-def set_trainable(model: keras.Model, which: str) -> None:
+def set_trainable(model: keras.Model, which: str, bn: str = "train") -> None:
+    """Which layers train: ``all``; ``classifier_bn`` (the classifier and the last batch
+    norm: FixRes' fine-tuning); ``head`` (the classifier alone). ``bn="frozen"`` also
+    freezes every batch norm, which then keeps its statistics (Keras runs a frozen batch
+    norm in inference mode)."""
     if which not in TRAINABLE:
         raise ValueError(f"stage train must be one of {', '.join(TRAINABLE)}, got {which!r}")
+    bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
     if which == "all":
         model.trainable = True
-        return
-    bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
-    keep = {"logits"} | ({bns[-1].name} if bns else set())
-    for layer in model.layers:
-        layer.trainable = layer.name in keep
+    else:
+        keep = {"logits"} | ({bns[-1].name} if bns and which == "classifier_bn" else set())
+        for layer in model.layers:
+            layer.trainable = layer.name in keep
+    if bn == "frozen":
+        for layer in bns:
+            layer.trainable = False
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> None:
@@ -228,6 +238,8 @@ class Trainer:
         )
         self.out.path.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
+        if cfg.init_from and cfg.mean is None and cfg.std is None:
+            self.norm = source_normalizer(cfg.init_from, self.norm)
         logging.info("data: %s", self.data.describe())
         self.precision, why = self._pick_precision()
         keras.mixed_precision.set_global_policy(self.precision)
@@ -299,7 +311,7 @@ class Trainer:
     def _compile(self, model, ctx: PhaseContext):
         cfg, stage = self.cfg, ctx.stage
         with self.strategy.scope():
-            set_trainable(self.phase.saved(model), stage.train)
+            set_trainable(self.phase.saved(model), stage.train, stage.bn)
             lr = (
                 stage.schedule.lr
                 if stage.schedule.kind == "plateau"
@@ -396,6 +408,8 @@ class Trainer:
             transfer_weights(previous, model)
         elif self.resume:  # a stage boundary after a restart: weights, fresh optimizer
             self._resume(model, counters.manager.latest_checkpoint)
+        elif self.cfg.init_from:  # a new run's start: a fine-tune
+            init_from(self.phase.saved(model), self.cfg.init_from)
         if first:  # after the restore: a run that cannot resume changes nothing
             self._ready()
         # warm restarts: the best model and the snapshots are taken at cycle ends only

@@ -238,6 +238,12 @@ class TrainConfig:
         "Before each validation, set the batch norms' moving statistics from this many "
         "training images without augmentation (precise BN); 0 keeps the moving averages.",
     )
+    weights: str | None = field(
+        None,
+        "A Keras Applications backbone's starting weights: 'imagenet' (downloaded by Keras, "
+        "which needs network) or a weights file; its inputs are then normalised as those "
+        "weights expect unless --mean/--std say otherwise.",
+    )
     init_from: str | None = field(
         None,
         "Start from the weights of this run (its best model), .keras or .weights.h5 file, "

@@ -108,7 +108,7 @@ def parse_model_args(text: str) -> dict:
 
 def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
     """The TrainConfig of the parsed flags, or None with every problem as one line each."""
-    from tfclf.models import list_models
+    from tfclf.models import get_spec, list_models
 
     errors = []
     if f.model not in list_models():
@@ -120,6 +120,14 @@ def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
         model_args = {}
     if f.dropout is not None:
         model_args["dropout"] = f.dropout
+    if f.weights:
+        model_args["weights"] = f.weights
+        if f.model in list_models() and "weights" not in get_spec(f.model).args:
+            errors.append(
+                f"--weights: {f.model} has no pretrained weights to load (the Keras "
+                "Applications backbones have: python -m tfclf.models --list)"
+            )
+            del model_args["weights"]
     if f.model in list_models():
         from tfclf.models.registry import check_model_args
 
@@ -239,6 +247,8 @@ def absolute_paths(fv: flags.FlagValues = FLAGS) -> None:
     prefix = next((p for p in _PATH_SOURCES if source.startswith(p)), None)
     if prefix:
         fv["source"].value = prefix + _absolute(source[len(prefix) :])
+    if fv["weights"].value not in (None, "", "imagenet"):
+        fv["weights"].value = _absolute(fv["weights"].value)
     for name in _PATH_FLAGS:
         if name in fv and fv[name].value:
             fv[name].value = ",".join(_absolute(p.strip()) for p in fv[name].value.split(","))

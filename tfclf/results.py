@@ -98,7 +98,7 @@ def describe_recipe(row: dict, defaults: dict[str, str]) -> str:
 def _short(value: str) -> str:
     if "/" in value and not value.startswith(("(", "{", "'", '"')):
         return ",".join(Path(v).name for v in value.split(","))
-    return value if len(value) <= 40 else value[:37] + "..."
+    return value if len(value) <= 72 else value[:69] + "..."
 
 
 def _spread(values: list) -> tuple[float, float] | None:
@@ -132,10 +132,11 @@ def markdown(groups: list[list[dict]], title: str, command: str | None = None) -
         "time is the mean of the runs' own epochs (start-up and export aside), on the "
         "machine named: CPU vendor, widest vector ISA, and bf16 where the CPU has it natively.",
         "",
-        "| recipe | val top-1 | test top-1 | params | MACs | smallest .tflite | training | machine | version, date | runs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| # | recipe | val top-1 | test top-1 | params | MACs | smallest .tflite | training "
+        "| machine | version, date | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for group in groups:
+    for i, group in enumerate(groups, start=1):
         first = group[0]
         seconds = _spread([r["seconds"] for r in group])
         small = [r for r in group if r["tflite_kb"] is not None]
@@ -145,7 +146,7 @@ def markdown(groups: list[list[dict]], title: str, command: str | None = None) -
             else "-"
         )
         lines.append(
-            f"| {describe_recipe(first, defaults)} | {_percent([r['val'] for r in group])} | "
+            f"| {i} | {describe_recipe(first, defaults)} | {_percent([r['val'] for r in group])} | "
             f"{_percent([r['test'] for r in group])} | "
             f"{first['params']:,} | {human(first['macs'] or 0)} | {tflite} | "
             f"{f'{seconds[0]:.0f} s' if seconds else '-'} | {first['machine']} | "
@@ -170,7 +171,7 @@ def plot(groups: list[list[dict]], path: str | Path, x: str = "params") -> Path:
     ax.set_xscale("log")
     ax.set_xlabel({"params": "trainable parameters", "tflite_kb": "smallest .tflite (KB)"}[x])
     ax.set_ylabel("top-1 (%): test where scored, else val")
-    ax.set_title("each recipe's mean ± sd over its seeds; numbers are table rows")
+    ax.set_title("each recipe's mean ± sd over its seeds; the numbers are the table's rows")
     ax.grid(alpha=0.3)
     return save_figure(fig, path, dpi=120)
 

@@ -31,7 +31,8 @@ for s in "${seeds[@]}"; do
     train "report001_baseline_s$s" --flagfile=configs/report001_baseline.flags --seed="$s"
     train "se_resnet20_s$s" --flagfile=configs/se_resnet20_mnist.flags --seed="$s"
 done
-for run in "$out"/quickstart_s0 "$out"/tiny_mnist_s*; do
+for run in "$out"/quickstart_s0 "$out"/tiny_mnist_s*/; do
+    run="${run%/}"
     [[ -f "$run/compress/summary.json" ]] ||
         python -m tfclf.compress --run_dir="$run" --modes=int8 2>&1 | tail -1
 done
@@ -40,7 +41,7 @@ done
 # scikit-learn's digits (docs/transfer.md), against the same network from scratch
 for per in 48 10; do
     data="$out/data/sk_digits$per.npz"
-    [[ -f "$data" ]] || python tools/make_sklearn_digits.py --per_class="$per" --out="$data" | tail -1
+    [[ -f "$data" ]] || python tools/make_sklearn_digits.py --per_class="$per" --out="$data" 2>&1 | tail -1
     for s in "${seeds[@]}"; do
         train "sk${per}_scratch_s$s" --source="npz:$data" --batch_size=32 --epochs=30 --seed="$s"
         train "sk${per}_init_from_s$s" --source="npz:$data" --batch_size=32 --seed="$s" \

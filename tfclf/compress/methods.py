@@ -245,12 +245,15 @@ def _graph(model: keras.Model) -> tuple[dict, dict]:
 
 def output_only_layers(model: keras.Model) -> list[str]:
     """Layers TF-MOT's default registry refuses that we quantise by their output only: every
-    ``Multiply`` (SE gate) and every batch normalisation that ``quantize_apply`` will not
+    ``Multiply`` (SE gate), the backbones' ``OUTPUT_QUANTIZED`` layers, and every batch
+    normalisation that ``quantize_apply`` will not
     fold, i.e. one not fed by a convolution whose only consumer it is (pre-activation nets)."""
+    from tfclf.models.applications import OUTPUT_QUANTIZED
+
     parent, consumers = _graph(model)
     names = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Multiply):
+        if isinstance(layer, (keras.layers.Multiply, *OUTPUT_QUANTIZED)):
             names.append(layer.name)
         elif isinstance(layer, keras.layers.BatchNormalization):
             p = parent.get(layer.name)

@@ -345,9 +345,12 @@ def pick_under_budget(candidates: list[Candidate], max_kb: float) -> Candidate |
 def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -> dict:
     """Exports, fine-tunes and verifies as described in the module docstring; returns the
     summary written to ``OUT/summary.json``."""
+    from tfclf.models.applications import NO_QAT
     from tfclf.training.trainer import train
 
     opts.validate()
+    if opts.qat and cfg.model in NO_QAT:
+        raise CompressError(f"--qat: {cfg.model}: {NO_QAT[cfg.model]}")
     run = RunDir(run_dir)
     model_path = run.require_model()
     deploy = load_keras_model(model_path)

@@ -361,6 +361,11 @@ def interpreter(
             **source, num_threads=num_threads, experimental_op_resolver_type=resolver
         )
         interp.allocate_tensors()
+        if delegated:  # XNNPACK may accept a graph and fail to build its runtime at the
+            # first invoke (seen: EfficientNet-B0's QAT int8 file): find out here
+            detail = interp.get_input_details()[0]
+            interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            interp.invoke()
         interp.xnnpack = delegated
         return interp
 

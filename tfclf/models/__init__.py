@@ -4,7 +4,13 @@ Every model is a functional Keras model of stock layers with named layers and lo
 Importing this package registers every family.
 """
 
-from tfclf.models import baselines, mobilenet, resnet, simplenet  # noqa: F401  (registration)
+from tfclf.models import (  # noqa: F401  (registration)
+    applications,
+    baselines,
+    mobilenet,
+    resnet,
+    simplenet,
+)
 from tfclf.models.registry import ModelSpec, create_model, get_spec, list_models, register_model
 from tfclf.models.summary import ModelStats, format_stats, model_stats
 

@@ -133,6 +133,25 @@ def source_normalizer(source: str | Path, own):
     return theirs
 
 
+def pretrained_normalizer(model_name: str, own):
+    """The normalisation a backbone's pretrained weights expect (``--weights``), or ``own``
+    for a model without one."""
+    from tfclf.data import Normalizer
+    from tfclf.models.applications import PRETRAINED_INPUT
+
+    if model_name not in PRETRAINED_INPUT:
+        return own
+    mean, std = PRETRAINED_INPUT[model_name]
+    channels = len(own.mean)
+    logging.info(
+        "--weights: %s's inputs normalised as its weights expect: mean %g, std %g",
+        model_name,
+        mean,
+        std,
+    )
+    return Normalizer((mean,) * channels, (std,) * channels)
+
+
 def init_from(model, source: str | Path) -> InitReport:
     """Loads into ``model`` every layer of ``source`` with its name and shapes (see the
     module docstring); a ``UsageError`` when none matches."""

@@ -35,7 +35,7 @@ from tfclf.models.summary import human, model_stats
 from tfclf.rundir import RunDir
 from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
-from tfclf.training.init_from import init_from, source_normalizer
+from tfclf.training.init_from import init_from, pretrained_normalizer, source_normalizer
 from tfclf.training.phases import Phase, PhaseContext
 from tfclf.training.schedules import cycle_ends, make_schedule
 
@@ -240,6 +240,8 @@ class Trainer:
         self.data, self.norm = prepare_data(cfg)
         if cfg.init_from and cfg.mean is None and cfg.std is None:
             self.norm = source_normalizer(cfg.init_from, self.norm)
+        elif cfg.weights and cfg.mean is None and cfg.std is None:
+            self.norm = pretrained_normalizer(cfg.model, self.norm)
         logging.info("data: %s", self.data.describe())
         self.precision, why = self._pick_precision()
         keras.mixed_precision.set_global_policy(self.precision)

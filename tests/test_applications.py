@@ -1,0 +1,133 @@
+"""The Keras Applications backbones: each builds at a small size and any channel count,
+trains a step through its quantisation-aware model, and loads a weights file (ImageNet's
+are downloaded, which no machine here can: the test writes its own file). MobileNetV3-Small,
+the one with layers of tfclf's own (hard-swish), goes on to an int8 file that LiteRT runs
+in XNNPACK; the other three do with TFCLF_ALL_MODEL_CHECKS=1 (a conversion is 10-45 s
+each here: docs/benchmarks/tests.md)."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfclf.keras import keras
+from tfclf.models import create_model
+from tfclf.models.applications import (
+    BACKBONES,
+    NO_QAT,
+    HardSwish,
+    _backbone,
+    _name_unnamed_layers,
+)
+from tfclf.models.layers import inputs
+
+SIZE = 32
+ALL_CHECKS = bool(os.environ.get("TFCLF_ALL_MODEL_CHECKS"))
+CONVERTED = BACKBONES if ALL_CHECKS else ("mobilenet_v3_small",)
+
+
+def _qat_step(model, x, y):
+    """The QAT model of ``model`` after one SGD step on (x, y); every kernel fake-quantised
+    and every trainable variable given a gradient."""
+    from tfclf.compress.methods import quantize
+
+    qat = quantize(model)
+    kernels = {"Conv2D", "DepthwiseConv2D", "Dense"}
+    unquantised = [
+        layer.name
+        for layer in qat.layers
+        if type(getattr(layer, "layer", None)).__name__ in kernels
+        and not any("kernel_min" in w.name for w in layer.weights)
+    ]
+    assert not unquantised, unquantised
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, qat(x, training=True))
+    grads = tape.gradient(loss, qat.trainable_variables)
+    assert np.isfinite(float(loss)) and all(g is not None for g in grads)
+    keras.optimizers.SGD(1e-3).apply_gradients(zip(grads, qat.trainable_variables))
+    return qat
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbone_builds_gray_and_trains_a_step_quantisation_aware(name):
+    keras.utils.set_random_seed(0)
+    model = create_model(name, (SIZE, SIZE, 1), 4)
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names) and names[-1] == "logits"
+    assert not any("Lambda" in type(layer).__name__ for layer in model.layers)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, SIZE, SIZE, 1)).astype("float32")
+    if name not in CONVERTED:
+        _qat_step(model, x, np.arange(8) % 4)
+
+
+@pytest.mark.parametrize("name", CONVERTED)
+def test_backbone_qat_int8_file_runs_in_xnnpack(name):
+    from tfclf.data import Normalizer
+    from tfclf.export import deployable, tflite
+
+    keras.utils.set_random_seed(0)
+    model = create_model(name, (SIZE, SIZE, 1), 4)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (8, SIZE, SIZE, 1)).astype("uint8")
+    norm = Normalizer((0.5,), (0.25,))
+    if name in NO_QAT:  # the post-training int8 file, which runs in XNNPACK
+        ptq = tflite.convert(deployable(model, norm), "int8", representative=pixels)
+        assert tflite.interpreter(ptq, warn=False).xnnpack
+        return
+    qat = _qat_step(model, norm(pixels.astype("float32") / 255.0).numpy(), np.arange(8) % 4)
+    blob = tflite.convert(deployable(qat, norm), "int8", quantized=True, representative=pixels)
+    interp = tflite.interpreter(blob, warn=False)
+    assert interp.xnnpack, f"{name}: XNNPACK refused the int8 file"
+    interp.set_tensor(interp.get_input_details()[0]["index"], pixels[:1])
+    interp.invoke()
+    assert np.isfinite(interp.get_tensor(interp.get_output_details()[0]["index"])).all()
+    ops = {op["op_name"] for op in interp._get_ops_details()}
+    if "v3" in name:
+        assert "HARD_SWISH" in ops, ops
+
+
+def test_compress_refuses_qat_where_the_qat_file_cannot_deploy(tmp_path):
+    from tfclf.compress.pipeline import CompressError, CompressOptions, compress_run
+    from tfclf.config import TrainConfig
+
+    for name in NO_QAT:
+        with pytest.raises(CompressError, match=f"--qat: {name}: .*without --qat"):
+            compress_run(tmp_path, CompressOptions(qat=True), TrainConfig(model=name))
+
+
+def test_hard_swish_is_mobilenet_v3s():
+    x = np.linspace(-5, 5, 11, dtype="float32")
+    np.testing.assert_allclose(HardSwish()(x), x * np.clip(x + 3, 0, 6) / 6, atol=1e-6)
+
+
+def test_a_weights_file_loads_into_a_gray_model_through_its_rgb_twin(tmp_path):
+    keras.utils.set_random_seed(3)
+    twin = _backbone("mobilenet_v2", inputs((SIZE, SIZE, 3)), None)
+    _name_unnamed_layers(twin)
+    path = tmp_path / "mobilenet_v2_notop.h5"
+    twin.save_weights(path)
+    keras.utils.set_random_seed(4)  # another draw: what loads must be the file's
+    model = create_model("mobilenet_v2", (SIZE, SIZE, 1), 5, weights=str(path))
+    stem = twin.get_layer("Conv1").get_weights()[0]
+    np.testing.assert_allclose(
+        model.get_layer("Conv1").get_weights()[0], stem.sum(2, keepdims=True), rtol=1e-6
+    )
+    for layer in ("block_3_expand", "block_16_project_BN", "Conv_1"):
+        for a, b in zip(model.get_layer(layer).get_weights(), twin.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_imagenet_weights_without_network_is_one_clear_error(monkeypatch):
+    from tf_keras.src.utils import data_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(data_utils, "get_file", offline)
+    with pytest.raises(ValueError, match="could not fetch the mobilenet_v2 weights.*weights file"):
+        create_model("mobilenet_v2", (SIZE, SIZE, 3), 5, weights="imagenet")
+    with pytest.raises(ValueError, match="not a file"):
+        create_model("mobilenet_v2", (SIZE, SIZE, 3), 5, weights="nowhere.h5")

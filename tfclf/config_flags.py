@@ -106,12 +106,14 @@ def parse_model_args(text: str) -> dict:
     return value
 
 
-def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
-    """The TrainConfig of the parsed flags, or None with every problem as one line each."""
+def _model_args(f, errors: list[str]) -> dict:
+    """The model's arguments: ``--model_args`` with ``--dropout`` and ``--weights`` over
+    it, each checked against the model's builder (problems appended to ``errors``)."""
     from tfclf.models import get_spec, list_models
+    from tfclf.models.registry import check_model_args
 
-    errors = []
-    if f.model not in list_models():
+    known = f.model in list_models()
+    if not known:
         errors.append(f"--model: unknown model {f.model!r} (python -m tfclf.models --list)")
     try:
         model_args = parse_model_args(f.model_args)
@@ -120,20 +122,23 @@ def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
         model_args = {}
     if f.dropout is not None:
         model_args["dropout"] = f.dropout
-    if f.weights:
+    if f.weights and known and "weights" not in get_spec(f.model).args:
+        errors.append(
+            f"--weights: {f.model} has no pretrained weights to load (the Keras "
+            "Applications backbones have: python -m tfclf.models --list)"
+        )
+    elif f.weights:
         model_args["weights"] = f.weights
-        if f.model in list_models() and "weights" not in get_spec(f.model).args:
-            errors.append(
-                f"--weights: {f.model} has no pretrained weights to load (the Keras "
-                "Applications backbones have: python -m tfclf.models --list)"
-            )
-            del model_args["weights"]
-    if f.model in list_models():
-        from tfclf.models.registry import check_model_args
+    if known and (problem := check_model_args(f.model, model_args)):
+        errors.append(f"--model_args: {problem}")
+    return model_args
 
-        problem = check_model_args(f.model, model_args)
-        if problem:
-            errors.append(f"--model_args: {problem}")
+
+def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
+    """The TrainConfig of the parsed flags, or None with every problem as one line each."""
+
+    errors = []
+    model_args = _model_args(f, errors)
     try:
         time_budget = parse_duration(f.time_budget)
     except ValueError as e:

@@ -342,25 +342,33 @@ def pick_under_budget(candidates: list[Candidate], max_kb: float) -> Candidate |
     return max(fits, key=lambda c: (c.accuracy, -c.size_bytes)) if fits else None
 
 
-def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -> dict:
-    """Exports, fine-tunes and verifies as described in the module docstring; returns the
-    summary written to ``OUT/summary.json``."""
+def _compressible(run: RunDir, opts: CompressOptions, cfg: TrainConfig):
+    """(model file, deployable model) of a run these options can compress, or a
+    ``CompressError`` saying why not, before any work."""
     from tfclf.models.applications import NO_QAT
-    from tfclf.training.trainer import train
 
     opts.validate()
     if opts.qat and cfg.model in NO_QAT:
         raise CompressError(f"--qat: {cfg.model}: {NO_QAT[cfg.model]}")
-    run = RunDir(run_dir)
     model_path = run.require_model()
     deploy = load_keras_model(model_path)
-    out = Path(opts.out) if opts.out else run.compress
-    out.mkdir(parents=True, exist_ok=True)
     if trained_part(deploy) is deploy:
         raise CompressError(
             f"{model_path} takes normalised images (a run from before raw-pixel export): "
             "rerun python -m tfclf.train with the same flags to re-export it"
         )
+    return model_path, deploy
+
+
+def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -> dict:
+    """Exports, fine-tunes and verifies as described in the module docstring; returns the
+    summary written to ``OUT/summary.json``."""
+    from tfclf.training.trainer import train
+
+    run = RunDir(run_dir)
+    model_path, deploy = _compressible(run, opts, cfg)
+    out = Path(opts.out) if opts.out else run.compress
+    out.mkdir(parents=True, exist_ok=True)
     size = deploy.input_shape[1]
     if opts.rgb_input and deploy.input_shape[-1] != 1:
         raise CompressError(

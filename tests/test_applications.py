@@ -59,7 +59,8 @@ def test_backbone_builds_gray_and_trains_a_step_quantisation_aware(name):
     assert not any("Lambda" in type(layer).__name__ for layer in model.layers)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, SIZE, SIZE, 1)).astype("float32")
-    if not ALL_CHECKS:  # else the int8 test below makes the same step
+    # MobileNetV3-Large is Small's builder with more blocks: its step is Small's
+    if not ALL_CHECKS and name != "mobilenet_v3_large":  # else the int8 test's step
         _qat_step(model, x, np.arange(8) % 4)
 
 

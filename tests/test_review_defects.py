@@ -139,3 +139,23 @@ def test_a_model_whose_checks_pass_reads_as_passed(tmp_path):
     except pytest.skip.Exception as e:  # would mark this test skipped, not failed
         pytest.fail(f"test_model skipped a model whose checks passed: {e}")
     assert "resnet20" in properties["checked_elsewhere"]
+
+
+def test_evaluate_and_compress_take_the_runs_classes_and_normalisation(tmp_path, digits):
+    """They re-derived both from the data as it is on disk: a renamed, added or removed
+    class folder silently misnamed the outputs, and the normalisation followed the data."""
+    from tfclf.data import Normalizer
+    from tfclf.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    cfg = tiny_config(tmp_path, digits)
+    run.classes_file.write_text(json.dumps([str(c) for c in range(10)]))
+    run.normalizer_file.write_text(Normalizer((0.25,), (0.5,)).to_json())
+    data, norm = run.data(cfg)
+    assert norm == Normalizer((0.25,), (0.5,))  # the run's, not the data's own statistics
+    assert len(data.class_names) == 10
+    run.classes_file.write_text(json.dumps([str(c) for c in range(1, 11)]))
+    with pytest.raises(
+        UsageError, match=r"its classes \(0, 1, 2, 3, 4, \.\.\. \(10\)\) are not the run's"
+    ):
+        run.data(cfg)

@@ -5,8 +5,8 @@ Runs whose recorded flags differ only in ``--seed`` (and ``--run_dir``) are one 
 one row with the mean ± sd of its seeds. Each row gives the recipe (the model, the data and
 the flags it sets away from the defaults), validation and test top-1 (test when
 ``tfclf.evaluate --split=test`` scored the run), parameters, MACs, the smallest ``.tflite``
-file ``tfclf.compress`` verified and its accuracy, the training time, and the machine,
-tfclf version and date the run recorded. The plot puts each recipe's accuracy against its
+file ``tfclf.compress`` verified (the largest of the seeds' sizes; their accuracies as mean
+± sd), the training time, and the machine, tfclf version and date the run recorded. The plot puts each recipe's accuracy against its
 parameters (or its smallest file: ``--plot_x=tflite_kb``).
 """
 
@@ -141,7 +141,8 @@ def markdown(groups: list[list[dict]], title: str, command: str | None = None) -
         seconds = _spread([r["seconds"] for r in group])
         small = [r for r in group if r["tflite_kb"] is not None]
         tflite = (
-            f"{small[0]['tflite_kb']:.1f} KB at {100 * small[0]['tflite_acc']:.2f} %"
+            f"{max(r['tflite_kb'] for r in small):.1f} KB at "
+            f"{_percent([r['tflite_acc'] for r in small])}"
             if small
             else "-"
         )

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_models import unquantised_kernels
 
 from tfclf.keras import keras
 from tfclf.models import create_model
@@ -33,14 +34,7 @@ def _qat_step(model, x, y):
     from tfclf.compress.methods import quantize
 
     qat = quantize(model)
-    kernels = {"Conv2D", "DepthwiseConv2D", "Dense"}
-    unquantised = [
-        layer.name
-        for layer in qat.layers
-        if type(getattr(layer, "layer", None)).__name__ in kernels
-        and not any("kernel_min" in w.name for w in layer.weights)
-    ]
-    assert not unquantised, unquantised
+    assert not unquantised_kernels(qat), unquantised_kernels(qat)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
         loss = loss_fn(y, qat(x, training=True))

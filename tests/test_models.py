@@ -154,6 +154,18 @@ QAT_MAX_PARAMS = 4_000_000
 QAT_ON_BLOCKS = {"resnext29_4x16d": "resnext", "res2next29_2cx8wx4s": "res2next"}
 
 
+def unquantised_kernels(qat) -> list[str]:
+    """The kernels of a QAT model not fake-quantised in training: none should be, those
+    feeding a ReLU too (TF-MOT alone skips them: WeightsBeforeReLU)."""
+    kernels = {"Conv2D", "DepthwiseConv2D", "Dense"}
+    return [
+        layer.name
+        for layer in qat.layers
+        if type(getattr(layer, "layer", None)).__name__ in kernels
+        and not any("kernel_min" in w.name for w in layer.weights)
+    ]
+
+
 def check_qat_trains_a_step(model):
     from tfclf.compress.methods import deployed_weights, output_only_layers, quantize
 
@@ -163,16 +175,7 @@ def check_qat_trains_a_step(model):
     # the compress summary's MACs and parameters see through the wrappers
     assert model_stats(qat).macs == model_stats(model).macs > 0
     assert sum(w.size for w in deployed_weights(qat)) == model.count_params()
-    # every kernel is fake-quantised in training, those feeding a ReLU too (TF-MOT alone
-    # skips them: WeightsBeforeReLU)
-    kernels = {"Conv2D", "DepthwiseConv2D", "Dense"}
-    unquantised = [
-        layer.name
-        for layer in qat.layers
-        if type(getattr(layer, "layer", None)).__name__ in kernels
-        and not any("kernel_min" in w.name for w in layer.weights)
-    ]
-    assert not unquantised, unquantised
+    assert not unquantised_kernels(qat), unquantised_kernels(qat)
     # Two eager SGD steps through the fake-quantised graph: the same ops as fit's step,
     # without tracing it (tracing took 9 of the 17 s a model).
     optimizer = keras.optimizers.SGD(1e-3)

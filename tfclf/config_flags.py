@@ -136,7 +136,6 @@ def _model_args(f, errors: list[str]) -> dict:
 
 def config_from_flags(f=FLAGS) -> tuple[TrainConfig | None, list[str]]:
     """The TrainConfig of the parsed flags, or None with every problem as one line each."""
-
     errors = []
     model_args = _model_args(f, errors)
     try:

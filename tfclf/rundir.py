@@ -108,10 +108,12 @@ class RunDir:
     def normalizer(self):
         from tfclf.data import Normalizer
 
-        d = self._json(self.normalizer_file)
+        path = self.normalizer_file
+        if not path.exists():
+            raise UsageError(f"{path} not found: is {self.path} a finished tfclf run?")
         try:
-            return Normalizer(tuple(d["mean"]), tuple(d["std"]))
-        except (KeyError, TypeError, ValueError) as e:
+            return Normalizer.from_json(path.read_text())
+        except (OSError, KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{self.normalizer_file}: no mean and std ({e})") from None
 
     def card(self) -> dict | None:
@@ -186,7 +188,8 @@ class RunDir:
         or reordered class folders) is refused: the model's outputs would be misnamed."""
         from tfclf.data import prepare_data
 
-        data, _ = prepare_data(cfg)
+        own = self.normalizer()  # given, so the data's statistics are not computed again
+        data, norm = prepare_data(dataclasses.replace(cfg, mean=own.mean, std=own.std))
         names, found = self.classes(), [str(n) for n in data.class_names]
         if found != names:
             raise UsageError(
@@ -194,7 +197,7 @@ class RunDir:
                 f"({listed(names)}, {self.classes_file}): pass the data the run was trained "
                 "on (--source, --data_dir), or train a new run on this data"
             )
-        return data, self.normalizer()
+        return data, norm
 
     def describe(self) -> str:
         """How to name the run this directory holds: its model, from its ``flags.txt``."""

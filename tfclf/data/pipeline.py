@@ -284,7 +284,8 @@ def prepare_data(cfg) -> tuple[ImageData, Normalizer]:
             data.train, cfg.val_fraction, seed=split_seed, class_names=data.class_names
         )
     c = data.image_shape[-1]
-    norm = Normalizer.from_images(data.train.images)
+    if cfg.mean is None or cfg.std is None:
+        norm = Normalizer.from_images(data.train.images)
     if cfg.mean is not None or cfg.std is not None:  # what is not given is the split's
         mean, std = cfg.mean or norm.mean, cfg.std or norm.std
         if {len(mean), len(std)} - {1, c}:

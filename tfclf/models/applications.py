@@ -212,3 +212,22 @@ def efficientnet_b0(input_shape, num_classes, *, weights=None, dropout=0.2):
     return backbone_classifier(
         "efficientnet_b0", input_shape, num_classes, weights=weights, dropout=dropout
     )
+
+
+def pretrained_normalizer(model_name: str, own):
+    """The normalisation a backbone's pretrained weights expect (``--weights``), or ``own``
+    for a model without one."""
+    from absl import logging
+
+    from tfclf.data import Normalizer
+
+    if model_name not in PRETRAINED_INPUT:
+        return own
+    mean, std = PRETRAINED_INPUT[model_name]
+    logging.info(
+        "--weights: %s's inputs normalised as its weights expect: mean %g, std %g",
+        model_name,
+        mean,
+        std,
+    )
+    return Normalizer((mean,) * len(own.mean), (std,) * len(own.mean))

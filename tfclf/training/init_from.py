@@ -49,13 +49,11 @@ def source_weights(source: str | Path) -> dict[str, list[np.ndarray]]:
         from tfclf.export.load import ModelFileError, load_keras_model
 
         try:
-            model = trained_part(load_keras_model(path))
+            return _layer_weights(trained_part(load_keras_model(path)))
         except ModelFileError as e:
             raise UsageError(f"--init_from: {e}") from None
-        return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
     if path.suffix == ".h5":
         return _h5_weights(path)
-
     raise UsageError(
         f"--init_from: {source} is not a tfclf run directory, a .keras or a .weights.h5 file"
     )
@@ -70,26 +68,23 @@ def _h5_weights(path: Path) -> dict[str, list[np.ndarray]]:
 
     try:
         with h5py.File(path, "r") as f:
-            legacy = "layer_names" in (f["model_weights"] if "model_weights" in f else f).attrs
-    except OSError as e:
-        raise UsageError(f"--init_from: {path}: not a Keras weights file ({e})") from None
-    if not legacy:
-        return _run_weights(path)
-    try:
-        with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
-            out = {}
-            for name in root.attrs["layer_names"]:
-                name = name.decode() if isinstance(name, bytes) else name
-                group = root[name]
-                weight_names = [
-                    w.decode() if isinstance(w, bytes) else w for w in group.attrs["weight_names"]
-                ]
-                if weight_names:
-                    out[name] = [np.asarray(group[w]) for w in weight_names]
-            return out
+            if "layer_names" not in root.attrs:
+                legacy = None
+            else:
+                legacy = {}
+                for name in root.attrs["layer_names"]:
+                    name = name.decode() if isinstance(name, bytes) else name
+                    group = root[name]
+                    weights = [
+                        group[w.decode() if isinstance(w, bytes) else w]
+                        for w in group.attrs["weight_names"]
+                    ]
+                    if weights:
+                        legacy[name] = [np.asarray(w) for w in weights]
     except (OSError, KeyError) as e:
         raise UsageError(f"--init_from: {path}: not a Keras weights file ({e})") from None
+    return _run_weights(path) if legacy is None else legacy
 
 
 def _run_weights(path: Path) -> dict[str, list[np.ndarray]]:
@@ -109,6 +104,10 @@ def _run_weights(path: Path) -> dict[str, list[np.ndarray]]:
         model.load_weights(path)
     except (ValueError, KeyError) as e:
         raise UsageError(f"--init_from: {path} does not fit {run}'s {cfg.model}: {e}") from None
+    return _layer_weights(model)
+
+
+def _layer_weights(model) -> dict[str, list[np.ndarray]]:
     return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 
@@ -131,25 +130,6 @@ def source_normalizer(source: str | Path, own):
         ", ".join(f"{v:.3f}" for v in theirs.std),
     )
     return theirs
-
-
-def pretrained_normalizer(model_name: str, own):
-    """The normalisation a backbone's pretrained weights expect (``--weights``), or ``own``
-    for a model without one."""
-    from tfclf.data import Normalizer
-    from tfclf.models.applications import PRETRAINED_INPUT
-
-    if model_name not in PRETRAINED_INPUT:
-        return own
-    mean, std = PRETRAINED_INPUT[model_name]
-    channels = len(own.mean)
-    logging.info(
-        "--weights: %s's inputs normalised as its weights expect: mean %g, std %g",
-        model_name,
-        mean,
-        std,
-    )
-    return Normalizer((mean,) * channels, (std,) * channels)
 
 
 def init_from(model, source: str | Path) -> InitReport:

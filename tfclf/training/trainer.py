@@ -31,11 +31,12 @@ from tfclf.errors import UsageError
 from tfclf.io import atomic_write_text
 from tfclf.keras import keras, layers
 from tfclf.models import create_model
+from tfclf.models.applications import pretrained_normalizer
 from tfclf.models.summary import human, model_stats
 from tfclf.rundir import RunDir
 from tfclf.system import describe_kernels, make_strategy, precision_problem, resolve_precision
 from tfclf.training import callbacks as cb
-from tfclf.training.init_from import init_from, pretrained_normalizer, source_normalizer
+from tfclf.training.init_from import init_from, source_normalizer
 from tfclf.training.phases import Phase, PhaseContext
 from tfclf.training.schedules import cycle_ends, make_schedule
 
@@ -213,7 +214,6 @@ class Trainer:
         self.cfg = cfg
         self.phase = phase or Phase()
         self.on_ready = on_ready
-        self.run_dir = Path(cfg.run_dir)
         self.rundir = RunDir(cfg.run_dir)
         self.history: dict = {"epochs": []}
 
@@ -234,7 +234,7 @@ class Trainer:
         self.out = (
             self.rundir
             if self.is_chief
-            else RunDir(self.run_dir / ".workers" / str(resolver.task_id))
+            else RunDir(self.rundir.path / ".workers" / str(resolver.task_id))
         )
         self.out.path.mkdir(parents=True, exist_ok=True)
         self.data, self.norm = prepare_data(cfg)
@@ -302,7 +302,7 @@ class Trainer:
             s,
             steps_per_epoch,
             self.data.num_classes,
-            self.run_dir,
+            self.rundir.path,
             self.norm,
         )
 
@@ -554,7 +554,7 @@ class Trainer:
             restore_model(model, path, checkpoint)
         except ValueError as e:
             raise UsageError(
-                f"--run_dir={self.run_dir} holds {self.rundir.describe()} that this run "
+                f"--run_dir={self.rundir} holds {self.rundir.describe()} that this run "
                 f"cannot resume ({e}): pass another --run_dir, or delete it to start over"
             ) from e
 

@@ -10,8 +10,9 @@ duration) and prints that time by primitive kind and direction (convolution forw
 backward data / backward weights, batch normalisation, reorders between memory layouts,
 ...) and by shape. oneDNN reads the variable once, at start, so the steps run in a child
 process, and again in a second child without it for the step's true wall time (printing
-the verbose lines costs about as much as the step). With ``--inter_op=1`` one op runs at a
-time, so the primitives' times add up and the rest of the wall time ran outside oneDNN:
+the verbose lines costs about as much as the step; ``--nowall`` skips this child). With
+``--inter_op=1`` one op runs at a time, so the primitives' times add up and the rest of the
+wall time ran outside oneDNN:
 Eigen ops (squeeze-excite's multiply, the optimiser's updates, the loss) and TensorFlow's
 executor. With TensorFlow's default, two ops run at once and share the cores, so each
 primitive's time includes waiting for the other.
@@ -39,6 +40,11 @@ flags.DEFINE_integer(
     "inter_op",
     0,
     "Inter-op threads (0: TensorFlow's default); 1 makes the primitives' times add up to the step.",
+)
+flags.DEFINE_bool(
+    "wall",
+    True,
+    "Also time the steps in a second child without verbose output: the step's wall time.",
 )
 flags.DEFINE_bool("child", False, "Internal: the profiled process.")
 FLAGS = flags.FLAGS
@@ -118,7 +124,7 @@ def main(argv) -> None:
         return lines, wall
 
     lines, _ = run_child(verbose=True)
-    _, wall = run_child(verbose=False)
+    wall = run_child(verbose=False)[1] if FLAGS.wall else None
     totals, counts, shapes = collections.Counter(), collections.Counter(), collections.Counter()
     for line in lines:
         fields = line.split(",")
@@ -130,18 +136,19 @@ def main(argv) -> None:
         shapes[name, fields[-2]] += ms
     if not totals:
         sys.exit("no oneDNN primitive ran: TF_ENABLE_ONEDNN_OPTS=0, or not an x86 CPU?")
-    step_ms = wall * 1e3 / FLAGS.steps
+    step_ms = wall * 1e3 / FLAGS.steps if wall is not None else None
     inside = sum(totals.values()) / FLAGS.steps
     print(
         f"{FLAGS.model}, {FLAGS.size}x{FLAGS.size}x{FLAGS.channels}, batch {FLAGS.batch_size}, "
-        f"{FLAGS.precision}, inter-op threads {FLAGS.inter_op or 'default'}: {step_ms:.1f} ms "
-        f"a step (wall, without verbose), {inside:.1f} ms in oneDNN primitives (with verbose)"
+        f"{FLAGS.precision}, inter-op threads {FLAGS.inter_op or 'default'}: "
+        + (f"{step_ms:.1f} ms a step (wall, without verbose), " if wall is not None else "")
+        + f"{inside:.1f} ms in oneDNN primitives (with verbose)"
     )
     print(f"{'oneDNN primitive':34s} {'ms/step':>8s} {'of oneDNN':>9s} {'calls/step':>10s}")
     for name, ms in totals.most_common():
         share = ms / FLAGS.steps / inside
         print(f"{name:34s} {ms / FLAGS.steps:8.2f} {share:9.1%} {counts[name] / FLAGS.steps:10.0f}")
-    if FLAGS.inter_op == 1:
+    if FLAGS.inter_op == 1 and step_ms is not None:
         print(f"{'outside oneDNN (Eigen ops, executor)':34s} {step_ms - inside:8.2f}")
     print(f"\nthe {FLAGS.top} costliest primitive shapes (ms/step, all calls of that shape):")
     for (name, shape), ms in shapes.most_common(FLAGS.top):

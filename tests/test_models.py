@@ -89,6 +89,7 @@ NOT_BUILT = {"resnet1001", "preact_resnet1001"}
 CHECKED_AS = {
     "resnext29_2x32d": "resnext29_4x16d",  # cardinality 2 x 32 vs 4 x 16: the same builder
     "report000_resnet": "report000_resnet_leaky",  # ReLU vs LeakyReLU(0.1)
+    "resnet_custom": "resnet20",  # the same builder with its defaults, which are ResNet-20's
     "resnet32": "resnet20",  # 5, 7, 9 vs 3 blocks a stage: the same builder
     "resnet44": "resnet20",
     "resnet56": "resnet20",
@@ -98,6 +99,8 @@ CHECKED_AS = {
     "wrn16_8": "wrn16_4",  # width 8 vs 4: the same builder
     "wrn28_2": "wrn16_4",  # 4 blocks a stage vs 2, width 2 vs 4
     "wrn40_4": "wrn16_4",
+    "se_resnet8": "se_resnet20",  # 1 vs 3 blocks a stage
+    "simplenet": "simplenet_slim",  # width 1 vs 0.25: the same builder
 }
 
 

@@ -40,6 +40,8 @@ def test_init_from_loads_by_name_and_gives_another_class_count_a_new_head(pretra
     fresh_head = [w.copy() for w in model.get_layer("logits").get_weights()]
     report = init_from(model, source)
     assert report.skipped == ["logits"] and report.new == []
+    assert "not in the source: none; freshly initialised" in report.describe()
+    assert report.describe().endswith("channel count): logits")
     theirs = _weights(source_model)
     for name, mine in _weights(model).items():
         if name != "logits":

@@ -30,8 +30,9 @@ class InitReport:
             return ", ".join(items[:8]) + (f", ... ({len(items)})" if len(items) > 8 else "")
 
         return (
-            f"{len(self.loaded)} layers loaded; new: {names(self.new) or 'none'}; "
-            f"skipped (other shape): {names(self.skipped) or 'none'}"
+            f"{len(self.loaded)} layers loaded; not in the source: {names(self.new) or 'none'}; "
+            f"freshly initialised, the source's being of another shape (a head for another "
+            f"class count, a stem for another channel count): {names(self.skipped) or 'none'}"
         )
 
 

@@ -73,7 +73,7 @@ def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
 
 
 def test_bench_data_reports_the_pipelines_images_per_second():
-    out = run_tool("bench_data.py", "--batch_size=32", "--steps=20")
+    out = run_tool("bench_data.py", "--batch_size=32", "--steps=20", "--num_images=2000")
     rate = re.search(r"batch 32, 'random_crop\(pad=4\)\|flip_lr\|cutmix.*': ([\d,]+) images/s", out)
     assert rate and int(rate.group(1).replace(",", "")) > 0, out
 

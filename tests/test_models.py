@@ -155,6 +155,12 @@ QAT_MAX_PARAMS = 4_000_000
 # instead of whole (12-24 s each here; the AVX2 kind's CI margin): the stem and head are
 # every ResNet's.
 QAT_ON_BLOCKS = {"resnext29_4x16d": "resnext", "res2next29_2cx8wx4s": "res2next"}
+# Quantised as the registered models whose QAT covers their parts: the SE variants' blocks
+# are their plain twins' and the SE gate is SE-ResNet-20's (3-4 s each in the suite).
+QAT_ON_PARTS = {
+    "se_light_resnet": ("light_resnet", "se_resnet20"),
+    "se_wrn16_4": ("wrn16_4", "se_resnet20"),
+}
 
 
 def unquantised_kernels(qat) -> list[str]:
@@ -222,6 +228,8 @@ def test_model(name, tmp_path, record_property):
             check_one_training_step_lowers_the_loss(model)
         if name in QAT_ON_BLOCKS and not ALL_CHECKS:
             elsewhere.append(f"QAT on its blocks ({QAT_ON_BLOCKS[name]})")
+        elif name in QAT_ON_PARTS and not ALL_CHECKS:
+            elsewhere.append(f"QAT on its parts in {' and '.join(QAT_ON_PARTS[name])}")
         elif ALL_CHECKS or (n_layers <= QAT_MAX_LAYERS and n_params <= QAT_MAX_PARAMS):
             check_qat_trains_a_step(model)
         else:
@@ -312,7 +320,12 @@ def test_models_quantised_on_their_blocks_name_a_block_case():
 
 def test_twins_skip_only_checks_their_twin_runs():
     """CHECKED_AS may only name registered models, each twin a different model that is neither
-    a twin itself nor left unbuilt."""
+    a twin itself nor left unbuilt; the models QAT_ON_PARTS names are quantised themselves."""
     for name, twin in CHECKED_AS.items():
         assert name in list_models() and twin in list_models() and twin != name
         assert twin not in CHECKED_AS and twin not in NOT_BUILT
+    skipping_qat = {*CHECKED_AS, *NOT_BUILT, *QAT_ON_BLOCKS, *QAT_ON_PARTS}
+    for name, parts in QAT_ON_PARTS.items():
+        assert name in list_models() and name.startswith("se_"), name
+        assert parts[-1] == "se_resnet20" and parts[0] == name.removeprefix("se_"), parts
+        assert not set(parts) & skipping_qat, parts

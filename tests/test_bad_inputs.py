@@ -1,8 +1,9 @@
 """Every bad input to a CLI is one ``error:`` line naming the flag, file or value, a
 non-zero exit, and an earlier run directory left exactly as it was (issue 13).
 
-Each CLI runs its whole table in one process (``cli_runner.py``), so TensorFlow is
-imported once per CLI rather than once per case.
+Each CLI runs its whole table in one process (``cli_runner.py``; ``tfclf.predict`` and
+``tfclf.models`` share one), so TensorFlow is imported once per process rather than once
+per case.
 """
 
 import fcntl
@@ -206,42 +207,67 @@ def _make_earlier_run(run: Path, d: Path) -> None:
     (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
 
 
-def _run_table(module: str, d: Path) -> list[dict]:
-    """One CLI's cases in one process, each on its own copy of the earlier run."""
+# The processes that run the tables: the CLIs of one define no flag twice (cli_runner.py).
+PROCESSES = {
+    "train": ["tfclf.train"],
+    "evaluate": ["tfclf.evaluate"],
+    "compress": ["tfclf.compress.__main__"],
+    "predict_models": ["tfclf.predict", "tfclf.models.__main__"],
+}
+# Runs that must succeed, in the process of their CLI: --model_args reaches the model,
+# report 003's student with other widths.
+GOOD_RUNS = {
+    "models_json": (
+        "tfclf.models.__main__",
+        ["mobilenet_student", "--input_size=28", "--channels=1", "--json",
+         "--model_args={'base': 16, 'multipliers': (2, 4, 8, 8)}"],
+    ),
+}  # fmt: skip
+
+
+def _run_table(process: str, d: Path) -> dict:
+    """One process's cases, each bad case on its own copy of the earlier run; returns
+    {(module, i): result} and {("good", name): result}."""
     template = d / "earlier_run"
-    arg_lists, runs = [], []
-    for i, (args, _) in enumerate(CASES[module]):
-        run = d / f"run_{module}_{i}"
-        shutil.copytree(template, run)
-        runs.append(run)
-        filled = [a.format(run=run, d=d) for a in args]
-        if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
-            filled.append(f"--run_dir={run}")
-        if module == "tfclf.train" and not any(a.endswith("resume") for a in filled):
-            filled.append("--resume")
-        arg_lists.append(filled)
-    cases_file = d / f"{module}.json"
-    cases_file.write_text(json.dumps(arg_lists))
+    keys, cases, runs = [], [], {}
+    for module in PROCESSES[process]:
+        for i, (args, _) in enumerate(CASES[module]):
+            run = d / f"run_{module}_{i}"
+            shutil.copytree(template, run)
+            runs[module, i] = run
+            filled = [a.format(run=run, d=d) for a in args]
+            if module == "tfclf.train" and not any(a.startswith("--run_dir") for a in filled):
+                filled.append(f"--run_dir={run}")
+            if module == "tfclf.train" and not any(a.endswith("resume") for a in filled):
+                filled.append("--resume")
+            keys.append((module, i))
+            cases.append([module, filled])
+    for name, (module, args) in GOOD_RUNS.items():
+        if module in PROCESSES[process]:
+            keys.append(("good", name))
+            cases.append([module, args])
+    cases_file = d / f"{process}.json"
+    cases_file.write_text(json.dumps(cases))
     proc = subprocess.run(
-        [sys.executable, str(HERE / "cli_runner.py"), module, str(cases_file)],
+        [sys.executable, str(HERE / "cli_runner.py"), str(cases_file)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == len(CASES[module]), proc.stdout[-2000:]
-    for result, run in zip(lines, runs):
-        result["run"] = str(run)
-        result["changed"] = dir_hashes(run) != dir_hashes(template)
-    return lines
+    assert len(lines) == len(cases), proc.stdout[-2000:]
+    results = dict(zip(keys, lines))
+    for key, run in runs.items():
+        results[key] |= {"run": str(run), "changed": dir_hashes(run) != dir_hashes(template)}
+    return results
 
 
 @pytest.fixture(scope="module")
 def table_results(tmp_path_factory, testrun_uid):
-    """Every CLI's table, each run once per test run: pytest-xdist's workers share one
+    """Every process's table, each run once per test run: pytest-xdist's workers share one
     directory, and a worker runs whichever table no other worker holds (a lock file each),
-    then reads the others' results; returns {(module, i): result}."""
+    then reads the others' results; returns {(module, i) or ("good", name): result}."""
     d = tmp_path_factory.getbasetemp().parent / f"bad_inputs_{testrun_uid}"
     d.mkdir(exist_ok=True)
     with open(d / "files.lock", "w") as lock:
@@ -250,23 +276,28 @@ def table_results(tmp_path_factory, testrun_uid):
             _make_bad_files(d)
             _make_earlier_run(d / "earlier_run", d)
             (d / "files.done").touch()
-    results, pending = {}, list(CASES)
+    results, pending = {}, list(PROCESSES)
     while pending:
-        for module in list(pending):
-            with open(d / f"{module}.lock", "w") as lock:
+        for process in list(pending):
+            with open(d / f"{process}.lock", "w") as lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # another worker is running this table
-                done = d / f"{module}.results.json"
+                done = d / f"{process}.results.json"
                 if not done.exists():
-                    atomic_write_text(json.dumps(_run_table(module, d)), done)
-                for i, result in enumerate(json.loads(done.read_text())):
-                    results[module, i] = result | {"d": d}
-                pending.remove(module)
+                    table = _run_table(process, d)
+                    atomic_write_text(json.dumps([[*k, v] for k, v in table.items()]), done)
+                for *key, result in json.loads(done.read_text()):
+                    results[tuple(key)] = result | {"d": d}
+                pending.remove(process)
         if pending:
             time.sleep(0.2)
     return results
+
+
+def test_every_cli_with_cases_runs_in_one_process():
+    assert sorted(m for ms in PROCESSES.values() for m in ms) == sorted(CASES)
 
 
 @pytest.mark.parametrize(
@@ -306,16 +337,9 @@ def test_help_lists_each_clis_own_flags(module, listed):
     assert not missing, proc.stdout[-3000:]
 
 
-def test_models_cli_prints_the_counts_of_a_customised_model():
+def test_models_cli_prints_the_counts_of_a_customised_model(table_results):
     """``--model_args`` reaches the model: report 003's student with other widths."""
-    import json
-
-    args = "--model_args={'base': 16, 'multipliers': (2, 4, 8, 8)}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfclf.models", "mobilenet_student", "--input_size=28",
-         "--channels=1", "--json", args],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    stats = json.loads(proc.stdout[proc.stdout.index("{") :])
+    result = table_results["good", "models_json"]
+    assert result["code"] == 0, result["stderr"][-2000:]
+    stats = json.loads(result["stdout"][result["stdout"].index("{") :])
     assert stats["trainable_params"] == 31_850 and stats["input_shape"] == [28, 28, 1]

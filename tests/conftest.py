@@ -1,5 +1,9 @@
 import hashlib
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Each pytest-xdist worker (and the CLIs it starts) gets its share of the cores as
@@ -99,3 +103,21 @@ def train_like_cli(run, source: str, *args: str):
     result = train(cfg, on_ready=lambda: (run / "flags.txt").write_text(flagfile))
     finish_run(result, cfg)
     return result
+
+
+def run_clis(cases: list, work_dir: Path, timeout: int = 600) -> list[dict]:
+    """``[module, [args...]]`` cases run in one process by ``cli_runner.py`` (TensorFlow
+    imported once), each as ``python -m module args`` would run; returns each case's
+    ``{"args", "code", "stdout", "stderr"}``."""
+    cases_file = work_dir / f"cli_cases_{os.getpid()}.json"
+    cases_file.write_text(json.dumps(cases))
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "cli_runner.py"), str(cases_file)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cases), proc.stdout[-2000:]
+    return results

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dir_hashes
+from conftest import dir_hashes, run_clis
 from PIL import Image
 
 from tfclf.io import atomic_write_text
@@ -246,17 +246,7 @@ def _run_table(process: str, d: Path) -> dict:
         if module in PROCESSES[process]:
             keys.append(("good", name))
             cases.append([module, args])
-    cases_file = d / f"{process}.json"
-    cases_file.write_text(json.dumps(cases))
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "cli_runner.py"), str(cases_file)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == len(cases), proc.stdout[-2000:]
+    lines = run_clis(cases, d)
     results = dict(zip(keys, lines))
     for key, run in runs.items():
         results[key] |= {"run": str(run), "changed": dir_hashes(run) != dir_hashes(template)}

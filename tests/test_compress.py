@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import run_clis, tiny_config
 
 from tfclf.compress import methods, pipeline
 from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pick_under_budget
@@ -541,16 +541,22 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     assert (kept7, skipped7) == (kept, skipped) and len(kept) == 40
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
     # evaluate's full report on another labelled set: the same images, the same score (the
-    # run had no --load_size, so the 40 px ones are brought to the model's 28 px)
-    proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--source=folder:{folder}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"top-1 {acc:.4f}" in proc.stdout
+    # run had no --load_size, so the 40 px ones are brought to the model's 28 px),
+    # and evaluate scores an exported file on the run's own split, computed by the file (both
+    # evaluations in one process: cli_runner.py)
+    on_folder, on_file = run_clis(
+        [
+            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--source=folder:{folder}"]],
+            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}"]],
+        ],
+        tmp_path,
+    )
+    assert on_folder["code"] == 0, on_folder["stderr"][-2000:]
+    assert f"top-1 {acc:.4f}" in on_folder["stdout"]
     report = json.loads((run_dir / "report_on_digits" / "report.json").read_text())
     assert report["examples"] == 40 and report["split"] == f"folder:{folder}"
-    # evaluate scores an exported file on the run's own split, computed by the file
-    proc = cli("tfclf.evaluate", f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    top1 = float(proc.stdout.split("top-1 ")[1].split()[0])
+    assert on_file["code"] == 0, on_file["stderr"][-2000:]
+    top1 = float(on_file["stdout"].split("top-1 ")[1].split()[0])
     report_top1 = json.loads((run_dir / "metrics.json").read_text())["top1"]
     assert top1 == pytest.approx(report_top1, abs=1e-4), (top1, report_top1)  # printed to 4 places
 

@@ -6,14 +6,17 @@ normalisation is a layer at the front of its graph (``Normalizer.as_layer``). Ea
 ``.tflite`` file carries its model card (``tflite.read_card``). Beside the files:
 ``labels.txt`` (one class name a line, in output order) and ``model_card.json`` (input
 shape, dtype and range, output, classes, normalisation, accuracy measured on the file).
+
+The names below are imported from ``tfclf.export.deploy`` on first use, so that importing
+``tfclf.export.litert`` (running files, no TensorFlow) does not import TensorFlow.
 """
 
-from tfclf.export.deploy import (
-    deployable,
-    model_card,
-    trained_part,
-    write_best_model,
-    write_labels,
-)
+import importlib
 
 __all__ = ["deployable", "model_card", "trained_part", "write_best_model", "write_labels"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("tfclf.export.deploy"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

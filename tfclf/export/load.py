@@ -97,21 +97,21 @@ class TFLiteClassifier(Classifier):
     kind = "tflite"
 
     def __init__(self, path: Path):
-        from tfclf.export import tflite
+        from tfclf.export import litert  # LiteRT alone: no TensorFlow
 
         try:
-            self.interp = tflite.interpreter(path)
-        except tflite.ConversionError as e:
+            self.interp = litert.interpreter(path)
+        except litert.TFLiteFileError as e:
             raise ModelFileError(str(e)) from None
         detail = self.interp.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in detail["shape"][1:])
         out = self.interp.get_output_details()[0]["shape"]
-        self._describe(path, int(out[-1]), tflite.read_card(path))
+        self._describe(path, int(out[-1]), litert.read_card(path))
 
     def logits(self, pixels):
-        from tfclf.export import tflite
+        from tfclf.export import litert
 
-        return tflite.predict(self.interp, pixels)
+        return litert.predict(self.interp, pixels)
 
 
 class SavedModelClassifier(Classifier):

@@ -20,3 +20,7 @@ def __getattr__(name: str):
     if name in __all__:
         return getattr(importlib.import_module("tfclf.export.deploy"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -81,6 +81,12 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
         "contains input name(s)",
         "Sharding callback duration",
         "Assets written to",
+        # TensorFlow's start-up lines, printed by its libraries straight to fd 2
+        # (tfclf.native_stderr drops them)
+        "before absl::InitializeLog",
+        "oneDNN custom operations are on",
+        "Could not find cuda drivers",
+        "failed call to cuInit",
     ):  # TF's INFO records
         assert noise not in proc.stderr, noise
     assert "trainer.py" in proc.stderr  # while tfclf's own INFO lines still show

@@ -246,5 +246,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return app.parse_flags_with_usage(argv)
 
 
-def run(main, log_dir=None) -> None:
+def run(main, log_dir=None, tensorflow: bool = False) -> None:
+    """``main`` as a CLI: flagfiles expanded, the safety net (``guarded``); ``tensorflow``:
+    TensorFlow is imported first without its start-up lines (``native_stderr``), after the
+    flags are parsed (``--help`` and a bad flag stay instant)."""
+    if tensorflow:
+        plain = main
+
+        def main(argv):
+            from tfclf.native_stderr import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+            return plain(argv)
+
     app.run(guarded(main, log_dir), flags_parser=_parse_flags)

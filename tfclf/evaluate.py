@@ -153,4 +153,4 @@ def score_file(run: RunDir, model: str, split_name: str, other: dict, given: dic
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=True)

@@ -48,6 +48,11 @@ def main(argv):
     from tfclf.export.load import ModelFileError, load_classifier
     from tfclf.inference import ImageError, classify, collect_images, predictions_csv
 
+    if Path(FLAGS.model).suffix != ".tflite":  # a .keras file or SavedModel runs in TensorFlow
+        from tfclf.native_stderr import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+
     try:
         clf = load_classifier(FLAGS.model)
     except ModelFileError as e:

@@ -90,7 +90,7 @@ def main(argv):
 
 
 def run():
-    cli.run(main, log_dir=lambda: FLAGS.run_dir if FLAGS.is_parsed() else None)
+    cli.run(main, log_dir=lambda: FLAGS.run_dir if FLAGS.is_parsed() else None, tensorflow=True)
 
 
 if __name__ == "__main__":

@@ -177,4 +177,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, tensorflow=True)

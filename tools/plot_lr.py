@@ -57,4 +57,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    cli.run(main)  # flagfiles read as the training CLI reads them
+    cli.run(main, tensorflow=True)  # flagfiles read as the training CLI reads them

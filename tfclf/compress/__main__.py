@@ -147,4 +147,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, lambda: FLAGS.run_dir)
+    cli.run(main, lambda: FLAGS.run_dir, tensorflow=True)

@@ -22,13 +22,9 @@ from here too.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
-import sys
-import tempfile
 import warnings
 import zipfile
 
@@ -49,6 +45,7 @@ from tfclf.export.litert import (  # noqa: F401  (re-exported: the files' reader
     verify,
 )
 from tfclf.keras import keras
+from tfclf.native_stderr import dropping
 
 MODES = ("float32", "float16", "dynamic", "int8")
 IO_DTYPES = ("uint8", "int8")
@@ -64,27 +61,11 @@ class ConversionError(UsageError):
     """A model that the TFLite converter refuses; the message is one line."""
 
 
-@contextlib.contextmanager
-def _without_quantizer_chatter(prefix: str = "fully_quantize: "):
+def _without_quantizer_chatter():
     """Drops the line TFLite's C++ quantiser prints on stderr for every integer file
     (``fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, ...``) and passes
     anything else written to stderr meanwhile through, after the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            rest = "".join(line for line in lines if not line.startswith(prefix))
-            if rest:
-                sys.stderr.write(rest)
-                sys.stderr.flush()
+    return dropping(lambda line: line.startswith("fully_quantize: "))
 
 
 def _representative(images: np.ndarray, count: int, seed: int):

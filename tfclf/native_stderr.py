@@ -51,13 +51,22 @@ def dropping(drop: Callable[[str], bool]):
                 sys.stderr.flush()
 
 
+def _has_stderr() -> bool:
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return True
+
+
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and lets it look for devices, without its start-up lines (see
     the module docstring); does nothing when TensorFlow is already imported."""
     if "tensorflow" in sys.modules:
         return
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
-        import tensorflow  # noqa: F401  (the user asked for TensorFlow's INFO lines)
+    # the user asked for TensorFlow's INFO lines, or there is no stderr (a closed fd 2)
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1") or not _has_stderr():
+        import tensorflow  # noqa: F401
 
         return
     with dropping(TF_STARTUP_LINES.search):

@@ -76,7 +76,7 @@ def test_mobilenet_v3_small_trains_a_step_quantisation_aware():
 @pytest.mark.parametrize("name", BACKBONES)
 def test_backbone_qat_int8_file_runs_in_xnnpack(name):
     from tfclf.data import Normalizer
-    from tfclf.export import deployable, tflite
+    from tfclf.export import deployable, litert, tflite
 
     keras.utils.set_random_seed(0)
     model = create_model(name, (SIZE, SIZE, 1), 4)
@@ -86,11 +86,11 @@ def test_backbone_qat_int8_file_runs_in_xnnpack(name):
     if name in NO_QAT:  # it trains quantisation-aware; its post-training int8 file deploys
         _qat_step(model, norm(pixels / 255.0).numpy(), np.arange(8) % 4)
         ptq = tflite.convert(deployable(model, norm), "int8", representative=pixels)
-        assert tflite.interpreter(ptq, warn=False).xnnpack
+        assert litert.interpreter(ptq, warn=False).xnnpack
         return
     qat = _qat_step(model, norm(pixels.astype("float32") / 255.0).numpy(), np.arange(8) % 4)
     blob = tflite.convert(deployable(qat, norm), "int8", quantized=True, representative=pixels)
-    interp = tflite.interpreter(blob, warn=False)
+    interp = litert.interpreter(blob, warn=False)
     assert interp.xnnpack, f"{name}: XNNPACK refused the int8 file"
     interp.set_tensor(interp.get_input_details()[0]["index"], pixels[:1])
     interp.invoke()
@@ -120,7 +120,7 @@ def _hard_swish_net():
 
 def test_hard_swish_and_its_se_gate_quantise_to_an_int8_file_xnnpack_runs():
     from tfclf.data import Normalizer
-    from tfclf.export import deployable, tflite
+    from tfclf.export import deployable, litert, tflite
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -128,7 +128,7 @@ def test_hard_swish_and_its_se_gate_quantise_to_an_int8_file_xnnpack_runs():
     norm = Normalizer((0.5,), (0.25,))
     qat = _qat_step(_hard_swish_net(), norm(pixels / 255.0).numpy(), np.arange(8) % 4)
     blob = tflite.convert(deployable(qat, norm), "int8", quantized=True, representative=pixels)
-    interp = tflite.interpreter(blob, warn=False)
+    interp = litert.interpreter(blob, warn=False)
     assert interp.xnnpack
     ops = {op["op_name"] for op in interp._get_ops_details()}
     assert "HARD_SWISH" in ops, ops

@@ -18,7 +18,7 @@ from conftest import run_clis, tiny_config
 from tfclf.compress import methods, pipeline
 from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pick_under_budget
 from tfclf.data.pipeline import resize_images
-from tfclf.export import tflite
+from tfclf.export import litert, tflite
 from tfclf.export.deploy import trained_part
 from tfclf.keras import keras
 from tfclf.models import create_model
@@ -80,14 +80,14 @@ def test_every_tflite_mode_converts_and_is_scored_on_real_digits(run, val_pixels
     for mode in tflite.MODES:
         path = tmp_path / f"{mode}.tflite"
         path.write_bytes(tflite.convert(deploy, mode, representative=train_x, num_calibration=50))
-        rep = tflite.verify(path, {"val": (x, y)}, reference={"val": logits}, latency_runs=3)
+        rep = litert.verify(path, {"val": (x, y)}, reference={"val": logits}, latency_runs=3)
         sizes[mode] = rep.size_bytes
         assert rep.gzip_bytes > 0 and rep.latency_ms > 0
         assert rep.agreement >= (0.999 if mode == "float32" else 0.9), mode
         assert abs(rep.accuracy - keras_acc) <= (0.001 if mode == "float32" else 0.1), mode
         if mode == "float32":  # raw pixels in, the Keras model's logits out
-            interp = tflite.interpreter(path)
-            np.testing.assert_allclose(tflite.predict(interp, x), logits, atol=1e-3, rtol=1e-3)
+            interp = litert.interpreter(path)
+            np.testing.assert_allclose(litert.predict(interp, x), logits, atol=1e-3, rtol=1e-3)
     assert sizes["int8"] < 0.5 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
 
 
@@ -101,7 +101,7 @@ def test_int8_files_take_raw_pixels_in_the_requested_dtype(
     capfd.readouterr()
     blob = tflite.convert(deploy, "int8", representative=x[:50], io_dtype=io_dtype)
     assert "fully_quantize" not in capfd.readouterr().err  # the quantiser's line per file
-    spec = tflite.io_spec(tflite.interpreter(blob))
+    spec = litert.io_spec(litert.interpreter(blob))
     assert spec["input"]["dtype"] == spec["output"]["dtype"] == io_dtype
     assert spec["input"]["quant"] == {"scale": 1.0, "zero_point": zero_point}
 
@@ -143,13 +143,13 @@ def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(
     assert len(stripped) < len(named)
 
     def run_file(blob):
-        interp = tflite.interpreter(blob)
+        interp = litert.interpreter(blob)
         names = [d["name"] for d in interp.get_input_details() + interp.get_output_details()]
         inner = [t["name"] for t in interp.get_tensor_details()]
-        logits = tflite.predict(interp, x[:32])
+        logits = litert.predict(interp, x[:32])
         # a second interpreter: predict resized the first one's input, which the runner's
         # views would pin ("reference to internal data")
-        runner = tflite.interpreter(blob).get_signature_runner("serving_default")
+        runner = litert.interpreter(blob).get_signature_runner("serving_default")
         return names, inner, logits, next(iter(runner(pixels=x[:1]).values()))
 
     (names_a, inner_a, out_a, sig_a), (names_b, inner_b, out_b, sig_b) = map(
@@ -173,8 +173,8 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     plain, carded = (
         tflite.convert(deploy, "int8", representative=x[:50], card=c) for c in (None, card)
     )
-    assert tflite.read_card(plain) is None and tflite.read_card(b"TFL3 garbage") is None
-    embedded = tflite.read_card(carded)
+    assert litert.read_card(plain) is None and litert.read_card(b"TFL3 garbage") is None
+    embedded = litert.read_card(carded)
     assert embedded["classes"] == names and embedded["model"] == trained_part(deploy).name
     assert (
         embedded["input"]["dtype"] == "uint8"
@@ -184,7 +184,7 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     # the card changes no output; with TFLite Support's metadata and the zipped labels
     # (below) it costs about 1.3 KB
     np.testing.assert_array_equal(
-        *(tflite.predict(tflite.interpreter(b), x) for b in (plain, carded))
+        *(litert.predict(litert.interpreter(b), x) for b in (plain, carded))
     )
     assert 0 < len(carded) - len(plain) < 2048
     # alone in a folder, or beside another model's labels.txt: the file's own names win
@@ -199,18 +199,18 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     assert load_classifier(lone).resize == "squash"  # no card, none beside: the default
     # writing a card again replaces it rather than adding a second one
     again = tflite._rewrite(carded, strip=False, card=card | {"classes": list("abcdefghij")})
-    assert tflite.read_card(again)["classes"] == list("abcdefghij")
+    assert litert.read_card(again)["classes"] == list("abcdefghij")
     from tensorflow.lite.python import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(again, 0)
     entries = [root.Metadata(i).Name() for i in range(root.MetadataLength())]
-    assert entries.count(tflite.CARD_METADATA.encode()) == 1, entries
-    float_card = tflite.read_card(tflite.convert(deploy, "float32", card=card))
+    assert entries.count(litert.CARD_METADATA.encode()) == 1, entries
+    float_card = litert.read_card(tflite.convert(deploy, "float32", card=card))
     assert float_card["input"]["dtype"] == "float32"
     # TFLite Support's metadata too (what MediaPipe Tasks and Android's tools read): its
     # flatbuffer, and the labels as an associated file in a zip appended to the model
     for blob in (carded, again):
-        support = tflite._metadata(blob, tflite.SUPPORT_METADATA)
+        support = litert._metadata(blob, tflite.SUPPORT_METADATA)
         assert support[4:8] == b"M001" and b"labels.txt" in support and b"pixels" in support
         archive = zipfile.ZipFile(io.BytesIO(blob))
         assert archive.namelist() == ["labels.txt"]
@@ -235,13 +235,13 @@ def test_sparse_encoding_shrinks_a_pruned_file_and_keeps_its_outputs(run, val_pi
         )
         assert tflite.sparse_weights(dense) == 0 < tflite.sparse_weights(sparse), mode
         assert len(sparse) < 0.7 * len(dense), (mode, len(sparse), len(dense))
-        builtin = tflite.interpreter(sparse, xnnpack=False)
+        builtin = litert.interpreter(sparse, xnnpack=False)
         assert "DENSIFY" in {op["op_name"] for op in builtin._get_ops_details()}
         # the same kernels (XNNPACK refuses the int8 file's sparse classifier and rounds
         # differently from the builtin kernels it then runs on)
-        outputs = [tflite.predict(tflite.interpreter(b, xnnpack=False), x) for b in (dense, sparse)]
+        outputs = [litert.predict(litert.interpreter(b, xnnpack=False), x) for b in (dense, sparse)]
         np.testing.assert_allclose(*outputs, rtol=1e-6, atol=1e-6)
-        assert tflite.interpreter(sparse).xnnpack == (mode == "float32")
+        assert litert.interpreter(sparse).xnnpack == (mode == "float32")
         # compress keeps the sparse file only if it is smaller and as fast: the int8 one
         # (sparse classifier, builtin kernels) loses to the dense file despite its size
         expected = sparse if mode == "float32" else dense
@@ -268,7 +268,7 @@ def test_a_file_xnnpack_refuses_is_verified_with_the_builtin_kernels(tmp_path):
         )
         path = tmp_path / f"se{se_ratio}.tflite"
         path.write_bytes(tflite.convert(net, "int8", representative=x[:50]))
-        reports[se_ratio] = tflite.verify(path, {"val": (x, y)}, latency_runs=2)
+        reports[se_ratio] = litert.verify(path, {"val": (x, y)}, latency_runs=2)
     assert reports[None].xnnpack and not reports[8].xnnpack
     assert 0 <= reports[8].accuracy <= 1 and reports[8].latency_ms > 0
 
@@ -276,8 +276,8 @@ def test_a_file_xnnpack_refuses_is_verified_with_the_builtin_kernels(tmp_path):
 def test_a_corrupt_tflite_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a flatbuffer at all" * 10)
-    with pytest.raises(tflite.TFLiteFileError, match="broken.tflite is not a valid .tflite"):
-        tflite.interpreter(bad)
+    with pytest.raises(litert.TFLiteFileError, match="broken.tflite is not a valid .tflite"):
+        litert.interpreter(bad)
 
 
 def test_pruning_reaches_the_sparsity_and_qat_after_it_keeps_the_zeros(run, tmp_path, digits):
@@ -417,7 +417,7 @@ def test_compress_run_with_a_pruning_candidate_and_a_budget(run, tmp_path):
     )
     for c in summary["candidates"]:
         assert (out / c["file"]).exists() and 0 < c["accuracy"] <= 1
-        card = tflite.read_card(out / c["file"])  # every file names its classes itself
+        card = litert.read_card(out / c["file"])  # every file names its classes itself
         assert card["classes"] == [str(i) for i in range(10)], c["file"]
         assert card["input"]["dtype"] == c["io"]["input"]["dtype"], c["file"]
     assert summary["budget"]["picked"] in names
@@ -481,7 +481,7 @@ def test_rgb_input_files_of_a_grayscale_model_give_its_logits_on_rgb_copies(run,
     (file,) = compress_run(run_dir, opts, cfg)["candidates"]
     assert file["io"]["input"]["shape"][-1] == 3 and file["io"]["input"]["dtype"] == "uint8"
     assert file["agreement"] >= 0.99  # the RGB file agrees with the gray Keras model
-    card = tflite.read_card(tmp_path / file["file"])
+    card = litert.read_card(tmp_path / file["file"])
     assert card["input"]["shape"] == [1, 28, 28, 3] and "0.299 R" in card["input"]["to_gray"]
 
 

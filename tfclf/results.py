@@ -6,13 +6,15 @@ one row with the mean ± sd of its seeds. Each row gives the recipe (the model, 
 the flags it sets away from the defaults), validation and test top-1 (test when
 ``tfclf.evaluate --split=test`` scored the run), parameters, MACs, the smallest ``.tflite``
 file ``tfclf.compress`` verified (the largest of the seeds' sizes; their accuracies as mean
-± sd), the training time, and the machine, tfclf version and date the run recorded. The plot puts each recipe's accuracy against its
-parameters (or its smallest file: ``--plot_x=tflite_kb``).
+± sd), the training time, and the machine, tfclf version and date the run recorded. The
+plot puts each recipe's accuracy against its parameters (or its smallest file:
+``--plot_x=tflite_kb``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -182,19 +184,19 @@ def main(argv):
         raise cli.UsageError("give one or more finished run directories (e.g. runs/*)")
     groups = recipes([collect(path) for path in argv[1:]])
     text = markdown(groups, FLAGS.title, FLAGS.command)
-    from tfclf.io import atomic_write_text
-
+    if FLAGS.plot:
+        png = plot(groups, FLAGS.plot, FLAGS.plot_x)
+        print(f"wrote {png}")
+        if FLAGS.out:  # the page shows the plot, linked from where the page is
+            rel = os.path.relpath(Path(png).resolve(), Path(FLAGS.out).resolve().parent)
+            text += f"\n![top-1 against {FLAGS.plot_x}]({rel})\n"
     if FLAGS.out:
+        from tfclf.io import atomic_write_text
+
         atomic_write_text(text, Path(FLAGS.out))
         print(f"wrote {FLAGS.out}: {len(groups)} recipes from {len(argv) - 1} runs")
     else:
         print(text, end="")
-    if FLAGS.plot:
-        png = plot(groups, FLAGS.plot, FLAGS.plot_x)
-        print(f"wrote {png}")
-        if FLAGS.out:
-            rel = Path(png).resolve().relative_to(Path(FLAGS.out).resolve().parent)
-            atomic_write_text(text + f"\n![top-1 against {FLAGS.plot_x}]({rel})\n", Path(FLAGS.out))
     return 0
 
 

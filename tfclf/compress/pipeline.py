@@ -30,7 +30,7 @@ from tfclf.config import ScheduleConfig, Stage, TrainConfig
 from tfclf.data.pipeline import array_batches, resize_images
 from tfclf.data.sources import GRAY_WEIGHTS, to_channels
 from tfclf.errors import UsageError
-from tfclf.export import tflite
+from tfclf.export import litert, tflite
 from tfclf.export.deploy import (
     deployable,
     model_card,
@@ -283,7 +283,7 @@ def _export(
             blob = _smaller_if_as_fast(blob, convert(sparse=True))
         path = out / f"{name}_{mode}.tflite"
         atomic_write_bytes(blob, path)
-        rep = tflite.verify(path, data.arrays, reference=logits, latency_runs=opts.latency_runs)
+        rep = litert.verify(path, data.arrays, reference=logits, latency_runs=opts.latency_runs)
         found.append(
             Candidate(
                 name=f"{name}_{mode}",
@@ -332,7 +332,7 @@ def _smaller_if_as_fast(dense: bytes, sparse: bytes) -> bytes:
     connected layer (``--prune_ends``), which would move the whole graph to slower kernels."""
     if len(sparse) >= len(dense):
         return dense
-    runs = [tflite.interpreter(b, warn=False).xnnpack for b in (dense, sparse)]
+    runs = [litert.interpreter(b, warn=False).xnnpack for b in (dense, sparse)]
     return sparse if runs[1] >= runs[0] else dense
 
 
@@ -502,7 +502,7 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         f"{summary['splits']['val']} images. Accuracy and agreement (top-1 with the float "
         "Keras model of the same method) are measured on each file with the LiteRT "
         "interpreter; latency is the median of single-threaded batch-1 runs on this machine. "
-        f"Each file names its {len(summary['classes'])} classes in its `{tflite.CARD_METADATA}` "
+        f"Each file names its {len(summary['classes'])} classes in its `{litert.CARD_METADATA}` "
         "metadata (also in labels.txt here)."
         + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor.")
         + (f" The files take RGB pixels: {RGB_NOTE}." if summary.get("rgb_input") else ""),

@@ -6,32 +6,22 @@ The names below are imported from their modules on first use: ``tfclf.data.sourc
 ``.tflite`` file.
 """
 
-import importlib
+import lazy_loader
 
-_HOMES = {
-    "tfclf.data.augment": ("apply_augment", "list_augmentations", "parse_augment"),
-    "tfclf.data.pipeline": (
-        "BALANCE",
-        "Normalizer",
-        "TrainStream",
-        "class_weights",
-        "eval_dataset",
-        "prepare_data",
-        "stratified_split",
-        "train_dataset",
-    ),
-    "tfclf.data.sources": ("DataError", "ImageData", "Split", "load_source"),
-}
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(_MODULE_OF[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "augment": ["apply_augment", "list_augmentations", "parse_augment"],
+        "pipeline": [
+            "BALANCE",
+            "Normalizer",
+            "TrainStream",
+            "class_weights",
+            "eval_dataset",
+            "prepare_data",
+            "stratified_split",
+            "train_dataset",
+        ],
+        "sources": ["DataError", "ImageData", "Split", "load_source"],
+    },
+)

@@ -3,7 +3,7 @@
 Every artefact a user deploys takes raw pixels (values 0-255 at the model's resolution;
 float32 here and in float TFLite files, uint8 or int8 in full-integer ones) because the
 normalisation is a layer at the front of its graph (``Normalizer.as_layer``). Each
-``.tflite`` file carries its model card (``tflite.read_card``). Beside the files:
+``.tflite`` file carries its model card (``litert.read_card``). Beside the files:
 ``labels.txt`` (one class name a line, in output order) and ``model_card.json`` (input
 shape, dtype and range, output, classes, normalisation, accuracy measured on the file).
 
@@ -11,16 +11,11 @@ The names below are imported from ``tfclf.export.deploy`` on first use, so that 
 ``tfclf.export.litert`` (running files, no TensorFlow) does not import TensorFlow.
 """
 
-import importlib
+import lazy_loader
 
-__all__ = ["deployable", "model_card", "trained_part", "write_best_model", "write_labels"]
-
-
-def __getattr__(name: str):
-    if name in __all__:
-        return getattr(importlib.import_module("tfclf.export.deploy"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "deploy": ["deployable", "model_card", "trained_part", "write_best_model", "write_labels"]
+    },
+)

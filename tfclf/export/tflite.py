@@ -16,8 +16,7 @@ Support's ``TFLITE_METADATA`` with ``labels.txt`` zipped onto the file
 ignores both.
 
 Running, reading and measuring the files (``interpreter``, ``read_card``, ``predict``,
-``verify``) is ``tfclf.export.litert``'s, which needs no TensorFlow; they are importable
-from here too.
+``verify``) is ``tfclf.export.litert``'s, which needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,18 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfclf.errors import UsageError
-from tfclf.export.litert import (  # noqa: F401  (re-exported: the files' readers and runners)
-    CARD_METADATA,
-    FileReport,
-    TFLiteFileError,
-    _metadata,
-    interpreter,
-    io_spec,
-    latency_ms,
-    predict,
-    read_card,
-    verify,
-)
+from tfclf.export.litert import CARD_METADATA
 from tfclf.keras import keras
 from tfclf.native_stderr import dropping
 

@@ -20,14 +20,13 @@ runs. What each backbone expects as input for ImageNet weights: docs/transfer.md
 from __future__ import annotations
 
 import contextlib
-import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from tfclf.keras import keras, layers
-from tfclf.models.layers import classifier, inputs
+from tfclf.models.layers import classifier, inputs, is_auto_named, keras_auto_name
 from tfclf.models.registry import add_model, register_model
 
 
@@ -99,24 +98,17 @@ def _backbone(kind: str, img, weights, **kwargs):
         )
 
 
-def _auto_name(layer) -> str:
-    """The name Keras gives an unnamed layer of this class, without its counter."""
-    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", type(layer).__name__)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _name_unnamed_layers(model) -> None:
     """Keras Applications leave some layers unnamed (a ReLU, the pooling, EfficientNet's
     rescaling), and Keras numbers those by how many were made before in the process: names
     that differ between processes would break ``--init_from`` and per-layer settings. Each
     gets its input layer's name and its kind instead, e.g. ``Conv_1/BatchNorm/re_lu``."""
     for layer in model.layers:
-        auto = _auto_name(layer)
-        if re.fullmatch(rf"{re.escape(auto)}(_\d+)?", layer.name) and layer._inbound_nodes:
+        if is_auto_named(layer) and layer._inbound_nodes:
             inbound = layer._inbound_nodes[0].inbound_layers
             parent = inbound[0] if isinstance(inbound, list) else inbound
             if parent is not None and parent is not layer:
-                layer._name = f"{parent.name}/{auto}"
+                layer._name = f"{parent.name}/{keras_auto_name(layer)}"
 
 
 def backbone_classifier(

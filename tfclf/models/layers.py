@@ -11,11 +11,26 @@ Defaults follow PyTorch, in which the source reports were written: batch-norm mo
 
 from __future__ import annotations
 
+import re
+
 from tfclf.keras import keras, layers
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 ACTIVATIONS = ("relu", "relu6", "leaky_relu")
+
+
+def keras_auto_name(layer) -> str:
+    """The name Keras gives an unnamed layer of this class, without its counter: the class
+    in snake case (tf_keras' ``to_snake_case``)."""
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", type(layer).__name__)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def is_auto_named(layer) -> bool:
+    """Whether ``layer`` has the name Keras gave it (``keras_auto_name``, a counter after
+    the first) rather than one the builder chose."""
+    return re.fullmatch(rf"{re.escape(keras_auto_name(layer))}(_\d+)?", layer.name) is not None
 
 
 def activation(x, *, kind: str = "relu", leaky_slope: float = 0.1, name: str):

@@ -95,6 +95,31 @@ CHECKED_AS = {
 }
 
 
+# Published trainable-parameter counts at 32x32x3 and 10 classes, within a relative
+# tolerance. These nets end in global pooling, so their count does not depend on the input
+# size, and 3 more classes add 3 rows of the classifier: checked on test_model's own build
+# at NUM_CLASSES (a second build of each cost 9 s).
+PUBLISHED = {
+    "wrn28_10": (36.5e6, 0.02),
+    "wrn16_8": (11.0e6, 0.02),
+    "wrn40_4": (8.9e6, 0.02),
+    "resnext29_8x64d": (34.4e6, 0.02),
+    "simplenet": (5.48e6, 0.02),
+    "resnet20": (0.27e6, 0.02),
+    "resnet110": (1.7e6, 0.03),  # the paper rounds 1.73 M to 1.7 M
+    "preact_resnet164": (1.7e6, 0.02),
+}
+
+
+def check_published_count(name, model):
+    count, tol = PUBLISHED[name]
+    head = model.get_layer("logits")
+    assert isinstance(head, layers.Dense) and model.input_shape[-1] == 3, name
+    features = head.kernel.shape[0]
+    got = model_stats(model).trainable_params + (10 - NUM_CLASSES) * (features + 1)
+    assert abs(got - count) / count <= tol, f"{name}: {got:,} vs {count:,.0f}"
+
+
 def check_save_load_round_trip(name, model, tmp_path):
     x, _ = _batch(model, n=2)
     path = tmp_path / f"{name}.keras"
@@ -207,6 +232,8 @@ def test_model(name, tmp_path, record_property):
     elsewhere = []
     check_stock_named_layers_only(model)
     check_logits(model)
+    if name in PUBLISHED:
+        check_published_count(name, model)
     if twin:
         elsewhere.append(f".keras round trip, training step, QAT on its twin {twin}")
     elif name in BACKBONES and not ALL_CHECKS:

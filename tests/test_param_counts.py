@@ -1,4 +1,5 @@
-"""Trainable-parameter counts pinned to the reports and papers."""
+"""Trainable-parameter counts pinned to the reports. The papers' counts of the CIFAR nets
+are checked on test_models.py's build of each (``PUBLISHED``), not on a second one."""
 
 import pytest
 
@@ -11,18 +12,6 @@ REPORT_003 = {
     "report003_small_cnn": 241_099,
     "report003_small_cnn_dw": 188_971,
     "report003_small_cnn_group4": 200_059,
-}
-
-# Published counts, 32x32 inputs, 10 classes: within 2 % (relative tolerance, count).
-PAPERS = {
-    "wrn28_10": (36.5e6, 0.02),
-    "wrn16_8": (11.0e6, 0.02),
-    "wrn40_4": (8.9e6, 0.02),
-    "resnext29_8x64d": (34.4e6, 0.02),
-    "simplenet": (5.48e6, 0.02),
-    "resnet20": (0.27e6, 0.02),
-    "resnet110": (1.7e6, 0.03),  # the paper rounds 1.73 M to 1.7 M
-    "preact_resnet164": (1.7e6, 0.02),
 }
 
 
@@ -38,13 +27,6 @@ def test_report003_counts_are_exact(name, count):
 def test_report003_depthwise_large_cnn_within_one_percent():
     got = _trainable("report003_cnn_dw", 128, 11)
     assert abs(got - 5_671_785) / 5_671_785 < 0.01, got
-
-
-@pytest.mark.parametrize("name,spec", sorted(PAPERS.items()))
-def test_paper_counts(name, spec):
-    count, tol = spec
-    got = _trainable(name, 32, 10)
-    assert abs(got - count) / count <= tol, f"{name}: {got:,} vs {count:,.0f}"
 
 
 def test_report000_final_network_is_under_two_million():

@@ -170,7 +170,13 @@ QAT_MAX_PARAMS = 4_000_000
 # Quantised on their blocks in test_blocks_train_a_step_and_quantise (its case named here)
 # instead of whole (12-24 s each here; the AVX2 kind's CI margin): the stem and head are
 # every ResNet's.
-QAT_ON_BLOCKS = {"resnext29_4x16d": "resnext", "res2next29_2cx8wx4s": "res2next"}
+QAT_ON_BLOCKS = {
+    "resnext29_4x16d": "resnext",
+    "res2next29_2cx8wx4s": "res2next",
+    "report000_resnet_leaky": "leaky",  # 122 layers: 5 s of QAT in the suite
+}
+# Round-tripped and trained a step on their blocks too (a 261-layer net: 7-10 s here).
+STEP_ON_BLOCKS = {"res2next29_2cx8wx4s"}
 # Quantised as the registered models whose QAT covers their parts: the SE variants' blocks
 # are their plain twins' and the SE gate is SE-ResNet-20's (3-4 s each in the suite).
 QAT_ON_PARTS = {
@@ -244,6 +250,10 @@ def test_model(name, tmp_path, record_property):
     else:
         if big:
             elsewhere.append(".keras round trip, training step (TFCLF_ALL_MODEL_CHECKS=1)")
+        elif name in STEP_ON_BLOCKS and not ALL_CHECKS:
+            elsewhere.append(
+                f".keras round trip, training step on its blocks ({QAT_ON_BLOCKS[name]})"
+            )
         else:
             check_save_load_round_trip(name, model, tmp_path)  # reads back the config too
             check_one_training_step_lowers_the_loss(model)
@@ -263,12 +273,15 @@ BLOCK_CASES = {
     "preact_bottleneck": dict(block="bottleneck", preact=True, zero_init_residual=True),
     "resnext": dict(block="bottleneck", groups=4),
     "res2next": dict(block="bottleneck", res2_scale=4, groups=2),
+    # report 000's nets: LeakyReLU(0.1) after every block, a 4x4 stem at stride 1
+    "leaky": dict(block="basic", activation_fn="leaky_relu", stem_kernel=4, stem_stride=1),
 }
 
 
 @pytest.mark.parametrize("block_args", list(BLOCK_CASES.values()), ids=list(BLOCK_CASES))
-def test_blocks_train_a_step_and_quantise(block_args):
-    """The blocks of the deep models that test_model only builds: a descent step and QAT."""
+def test_blocks_train_a_step_and_quantise(block_args, tmp_path):
+    """The blocks of the deep models that test_model only builds: a round trip, a descent
+    step and QAT."""
     model = create_model(
         "resnet_custom",
         (16, 16, 3),
@@ -278,6 +291,7 @@ def test_blocks_train_a_step_and_quantise(block_args):
         strides=(1, 2),
         **block_args,
     )
+    check_save_load_round_trip("blocks", model, tmp_path)
     check_one_training_step_lowers_the_loss(model)
     check_qat_trains_a_step(model)
 
@@ -327,16 +341,25 @@ def test_customisable_resnet_takes_stage_layout_and_leaky_relu():
 
 
 def test_models_quantised_on_their_blocks_name_a_block_case():
-    from tfclf.models.resnet import _resnext29
+    from tfclf.models.resnet import _REPORT000, _resnext29
 
-    assert set(QAT_ON_BLOCKS) <= set(list_models())
-    # each block case has its models' block: a grouped bottleneck, Res2Net-split or not
-    configs = {"resnext29_4x16d": _resnext29(4, 16), "res2next29_2cx8wx4s": _resnext29(2, 8, 4)}
+    assert set(QAT_ON_BLOCKS) <= set(list_models()) and STEP_ON_BLOCKS <= set(QAT_ON_BLOCKS)
+    # each block case has its models' block: a grouped bottleneck, Res2Net-split or not; the
+    # basic block with LeakyReLU and report 000's stem
+    configs = {
+        "resnext29_4x16d": _resnext29(4, 16),
+        "res2next29_2cx8wx4s": _resnext29(2, 8, 4),
+        "report000_resnet_leaky": {**_REPORT000, "activation_fn": "leaky_relu"},
+    }
     assert set(configs) == set(QAT_ON_BLOCKS)
     for name, config in configs.items():
         args = BLOCK_CASES[QAT_ON_BLOCKS[name]]
-        assert args["block"] == config["block"] and (args["groups"] > 1) == (config["groups"] > 1)
-        assert (args.get("res2_scale", 1) > 1) == (config["res2_scale"] > 1), name
+        for key, value in args.items():
+            assert config.get(key, 1 if key in ("groups", "res2_scale") else None) == value or (
+                key == "groups" and value > 1 and config["groups"] > 1
+            ), (name, key)
+        assert (args.get("res2_scale", 1) > 1) == (config.get("res2_scale", 1) > 1), name
+        assert (args.get("groups", 1) > 1) == (config.get("groups", 1) > 1), name
 
 
 def test_twins_skip_only_checks_their_twin_runs():

@@ -3,6 +3,7 @@ of the schedule and of an augmented batch, a training benchmark's images/s with 
 fraction of the measured matmul peak, the input pipeline's images/s, and a training step's
 oneDNN profile. Small arguments: these check the tools, not speed."""
 
+import os
 import re
 import subprocess
 import sys
@@ -119,3 +120,33 @@ def test_render_digits_writes_mnist_style_class_folders(tmp_path):
     assert len(ink) == 200
     faces = {face for _, face in ink}
     assert all(ink["1", face] < ink["8", face] for face in faces), ink
+
+
+def test_slow_cpu_runs_the_command_in_a_cpu_limited_cgroup():
+    """The command runs in a cgroup of its own whose quota is the cores over --factor (read
+    back from inside), gets --isa as ONEDNN_MAX_CPU_ISA, and its exit code is the tool's;
+    the cgroup is gone afterwards. Where cgroups are read-only it is one error line."""
+    child = (
+        "import os, pathlib; "
+        "line = [l for l in open('/proc/self/cgroup') if 'tfclf_slow_cpu_' in l][0]; "
+        "name = line.strip().split(':')[-1]; "
+        "v2 = pathlib.Path('/sys/fs/cgroup' + name, 'cpu.max'); "
+        "v1 = pathlib.Path('/sys/fs/cgroup/cpu' + name, 'cpu.cfs_quota_us'); "
+        "print('group', name, (v2 if v2.exists() else v1).read_text().split()[0], "
+        "os.environ['ONEDNN_MAX_CPU_ISA']); raise SystemExit(3)"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "slow_cpu.py"), "--factor=4", "--isa=AVX2",
+         "--", sys.executable, "-c", child],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if proc.returncode == 2:  # no writable cgroup CPU controller here
+        assert proc.stderr.startswith("error: cannot make a CPU-limited cgroup"), proc.stderr
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    group, quota, isa = re.search(r"^group (\S+) (\d+) (\S+)$", proc.stdout, re.M).groups()
+    assert int(quota) == 10_000 * (os.cpu_count() or 1) // 4 and isa == "AVX2", proc.stdout
+    assert "slow_cpu: exit 3 after " in proc.stdout
+    assert not any(
+        Path(root, group.lstrip("/")).exists() for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/cpu")
+    )

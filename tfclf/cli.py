@@ -59,14 +59,17 @@ class _NoUnrestoredValues(std_logging.Filter):
 
 def check_tool_flags(positive=(), augment: str | None = None) -> None:
     """For the tools: each flag named in ``positive`` is at least 1 and ``augment`` parses,
-    or a ``UsageError`` naming the flag (the training CLI checks its own in the config)."""
-    from tfclf.data.augment import parse_augment
-
+    or a ``UsageError`` naming the flag (the training CLI checks its own in the config).
+    Without ``augment`` nothing imports TensorFlow (``profile_step``'s parent needs none)."""
     for name in positive:
         if FLAGS[name].value < 1:
             raise UsageError(f"--{name} must be positive, got {FLAGS[name].value}")
+    if augment is None:
+        return
+    from tfclf.data.augment import parse_augment
+
     try:
-        parse_augment(augment or "")
+        parse_augment(augment)
     except ValueError as e:
         raise UsageError(f"--augment: {e}") from None
 

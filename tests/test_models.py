@@ -353,13 +353,11 @@ def test_models_quantised_on_their_blocks_name_a_block_case():
     }
     assert set(configs) == set(QAT_ON_BLOCKS)
     for name, config in configs.items():
-        args = BLOCK_CASES[QAT_ON_BLOCKS[name]]
-        for key, value in args.items():
-            assert config.get(key, 1 if key in ("groups", "res2_scale") else None) == value or (
-                key == "groups" and value > 1 and config["groups"] > 1
-            ), (name, key)
-        assert (args.get("res2_scale", 1) > 1) == (config.get("res2_scale", 1) > 1), name
-        assert (args.get("groups", 1) > 1) == (config.get("groups", 1) > 1), name
+        case = BLOCK_CASES[QAT_ON_BLOCKS[name]]
+        for key in ("groups", "res2_scale"):  # grouped or not, Res2Net-split or not, alike
+            assert (case.get(key, 1) > 1) == (config.get(key, 1) > 1), (name, key)
+        for key, value in case.items():  # every other setting of the case is the model's
+            assert key == "groups" or config.get(key) == value, (name, key)
 
 
 def test_twins_skip_only_checks_their_twin_runs():

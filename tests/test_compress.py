@@ -161,6 +161,28 @@ def test_stripped_names_give_a_smaller_file_with_the_same_outputs_and_signature(
     np.testing.assert_array_equal(sig_a, sig_b)
 
 
+def test_a_file_is_the_one_from_keras_model_makes(run):
+    """``convert`` hands the converter an inference-only SavedModel instead of letting
+    ``from_keras_model`` write Keras' full one (docs/decisions/tflite-conversion.md): the
+    file is the same but for the conversion metadata's record of its source (and inner
+    tensor names, which a file drops by default)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    run_dir, _, _ = run
+    deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
+
+    def without_source(blob):
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(blob))
+        (entry,) = [m for m in model.metadata if m.name == b"CONVERSION_METADATA"]
+        model.buffers[entry.buffer].data = None
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+    ours = tflite.convert(deploy, "float32")
+    keras_ones = tflite.strip_names(tf.lite.TFLiteConverter.from_keras_model(deploy).convert())
+    assert ours != keras_ones  # so that the comparison below is not vacuous
+    assert without_source(ours) == without_source(keras_ones)
+
+
 def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     from tfclf.export.deploy import model_card
     from tfclf.export.load import load_classifier

@@ -21,9 +21,11 @@ Running, reading and measuring the files (``interpreter``, ``read_card``, ``pred
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import tempfile
 import warnings
 import zipfile
 
@@ -72,6 +74,30 @@ def _representative(images: np.ndarray, count: int, seed: int):
     return gen
 
 
+def _inference_saved_model(model: keras.Model, path: str) -> None:
+    """Writes ``model``'s forward pass (``training=False``) as an inference-only
+    SavedModel: its variables and one ``serving_default`` signature, input and output named
+    as ``from_keras_model`` names them (the model's input and output layers).
+
+    ``TFLiteConverter.from_keras_model`` first writes Keras' full SavedModel, which traces
+    every layer's call functions so that Keras could reload it: most of a conversion's time
+    (docs/decisions/tflite-conversion.md). The converter reads nothing but the signature:
+    from this SavedModel it makes the same operators, weights and signature; only the
+    conversion metadata's record of the source and some inner tensors' names (which a file
+    drops unless ``keep_names``) differ.
+    """
+    (output,) = model.output_names
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        lambda images: {output: model(images, training=False)},
+        [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in model.inputs],
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # its endpoint listing
+        archive.write_out(path)
+
+
 def _first_error_line(exc: Exception) -> str:
     """The converter's first ``error:`` line and the layer it names, from its long log."""
     text = str(exc)
@@ -100,7 +126,7 @@ def convert(
     ``mode``: ``float32``; ``float16`` (weights stored as float16); ``dynamic`` (int8
     weights, float activations); ``int8`` (full integer, ``io_dtype`` input and output,
     calibrated on ``representative`` uint8 images at the model's resolution). A QAT model
-    (``quantized=True``) carries its own ranges and needs no representative data.
+    (``quantized=True``) carries its own ranges (the converter still asks for the images).
     ``per_channel=False`` gives each weight tensor of a post-training quantised file one
     scale instead of one per output channel (TFLite's experimental converter switch): a
     smaller file (TFLite stores a float32 scale and an int64 zero point per channel), at
@@ -115,33 +141,38 @@ def convert(
     """
     if mode not in MODES:
         raise ValueError(f"TFLite mode {mode!r} is not one of {', '.join(MODES)}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if sparse:
-        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if not per_channel and not quantized:
-        converter._experimental_disable_per_channel = True
-    if mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "int8":
-        if representative is None and not quantized:
-            raise ValueError("int8 conversion needs representative images")
-        if representative is not None:
-            converter.representative_dataset = _representative(
-                representative, num_calibration, seed
-            )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.as_dtype(io_dtype)
-        converter.inference_output_type = tf.as_dtype(io_dtype)
-    try:
-        with warnings.catch_warnings(), _without_quantizer_chatter():
-            warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
-            blob = converter.convert()
-    except Exception as exc:  # the converter raises ConverterError with pages of MLIR log
-        raise ConversionError(
-            f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
-        ) from None
+    if mode == "int8" and representative is None:  # TFLite's converter asks, QAT or not
+        raise ValueError("int8 conversion needs representative images")
+    with tempfile.TemporaryDirectory(prefix="tfclf_tflite_") as saved_model:
+        _inference_saved_model(model, saved_model)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        if mode != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if sparse:
+            converter.optimizations = [
+                *converter.optimizations,
+                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
+            ]
+        if not per_channel and not quantized:
+            converter._experimental_disable_per_channel = True
+        if mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif mode == "int8":
+            if representative is not None:
+                converter.representative_dataset = _representative(
+                    representative, num_calibration, seed
+                )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.as_dtype(io_dtype)
+            converter.inference_output_type = tf.as_dtype(io_dtype)
+        try:
+            with warnings.catch_warnings(), _without_quantizer_chatter():
+                warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
+                blob = converter.convert()
+        except Exception as exc:  # the converter raises ConverterError with pages of MLIR log
+            raise ConversionError(
+                f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
+            ) from None
     if card is not None:
         dtype = io_dtype if mode == "int8" else "float32"
         card = card | {"input": card["input"] | {"dtype": dtype, "meaning": INPUT_NOTES[dtype]}}

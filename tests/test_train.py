@@ -1,8 +1,9 @@
-"""End-to-end training runs in subprocesses: artefacts, FixRes, resume after SIGKILL,
-TensorBoard tags, bad flags, MirroredStrategy and MultiWorkerMirroredStrategy."""
+"""End-to-end training runs in subprocesses: artefacts, FixRes, resume after SIGKILL (under
+MirroredStrategy), TensorBoard tags, bad flags and MultiWorkerMirroredStrategy."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -183,7 +184,7 @@ def test_fixres_run_from_nested_flagfiles_writes_every_artefact(tmp_path, digits
     assert again["top1"] == pytest.approx(report["top1"])
 
 
-def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, digits):
+def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr_mirrored(tmp_path, digits):
     run = tmp_path / "run"
     args = [
         *TINY,
@@ -209,7 +210,15 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
     done_before = len(json.loads(history_path.read_text())["epochs"])
     assert 2 <= done_before < 6, "the run was not killed mid-way"
 
-    train(*args)
+    # resumed on "another machine": two replicas of a MirroredStrategy (two logical CPUs),
+    # which needs --resume (other flags from here on); the checkpoint is the same
+    proc = train(*args, "--resume", "--strategy=mirrored", "--cpu_devices=2")
+    # from the last checkpoint: the history's last epoch, or one more if the kill came
+    # between a checkpoint and its history row (history is written second)
+    resumed = re.search(r"resuming at stage 1 after epoch (\d+)", proc.stderr)
+    assert resumed and int(resumed[1]) in (done_before, done_before + 1), proc.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["replicas_identical"] is True
     rows = json.loads(history_path.read_text())["epochs"]
     assert [r["epoch"] for r in rows] == list(range(1, 7))  # nothing repeated or skipped
     steps_per_epoch = 800 // 100
@@ -218,13 +227,6 @@ def test_sigkill_resumes_after_last_finished_epoch_with_continuous_lr(tmp_path, 
     )
     for r in rows:  # the LR logged at each epoch's end is the schedule's at its last step
         assert r["lr"] == pytest.approx(expected[r["epoch"] * steps_per_epoch - 1], rel=1e-4)
-
-
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path, digits):
-    run = tmp_path / "run"
-    train(*TINY, digits, f"--run_dir={run}", "--epochs=1", "--strategy=mirrored", "--cpu_devices=2")
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["replicas"] == 2 and metrics["replicas_identical"] is True
 
 
 def _free_port():

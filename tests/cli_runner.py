@@ -2,12 +2,16 @@
 would, and prints each run's exit code, stdout and stderr as JSON lines.
 
 ``python tests/cli_runner.py CASES.json``: CASES.json is a list of ``[module, [args...]]``.
-One process for many cases keeps the bad-input table fast: TensorFlow is imported once,
-not once per case. The modules of one file must define no flag twice (``tfclf.predict`` and
-``tfclf.models`` can share a process; the training flags' CLIs cannot share one with
-``tfclf.predict``'s ``--model`` or each other's ``--out``). Each case goes through
-``absl.app.run`` and tfclf's safety net exactly as on the command line; only the flag
-values are reset between cases.
+One process for many cases keeps the bad-input tables fast: TensorFlow is imported once,
+not once per case. Each case goes through ``absl.app.run`` and tfclf's safety net exactly
+as on the command line; only the flag values are reset between cases.
+
+A module's cases come together: the module is imported at its first case, and after its
+last its own flags are deleted and the module forgotten, so that the next CLI may define
+flags of the same names (``tfclf.evaluate``'s and ``tfclf.compress``'s ``--out``). The
+training flags (``config_flags``) stay once defined, and ``define_train_flags`` skips a name
+already taken: ``tfclf.predict``'s ``--model`` is no training flag, so CLIs without the
+training flags come first.
 """
 
 import contextlib
@@ -26,24 +30,35 @@ def entry_point(module_name: str):
     return getattr(module, "run", None) or (lambda: cli.run(module.main))
 
 
+def forget(module_name: str) -> None:
+    """Deletes the flags ``module_name`` defined itself, and the module."""
+    for flag in list(flags.FLAGS.flags_by_module_dict().get(module_name, [])):
+        delattr(flags.FLAGS, flag.name)
+    del sys.modules[module_name]
+
+
 def main():
     with open(sys.argv[1]) as f:
         cases = json.load(f)
-    entries = {module: entry_point(module) for module in dict.fromkeys(m for m, _ in cases)}
+    modules = [m for i, (m, _) in enumerate(cases) if i == 0 or cases[i - 1][0] != m]
+    assert len(modules) == len(set(modules)), f"a module's cases must come together: {modules}"
     results = []
-    for module, args in cases:
-        flags.FLAGS.unparse_flags()
-        sys.argv = [module, *args]
-        err, out = io.StringIO(), io.StringIO()
-        code = 0
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            try:
-                entries[module]()
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        results.append(
-            {"args": args, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
-        )
+    for module in modules:
+        entry = entry_point(module)
+        for args in [args for m, args in cases if m == module]:
+            flags.FLAGS.unparse_flags()
+            sys.argv = [module, *args]
+            err, out = io.StringIO(), io.StringIO()
+            code = 0
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                try:
+                    entry()
+                except SystemExit as e:
+                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            results.append(
+                {"args": args, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+            )
+        forget(module)
     print("\n".join(json.dumps(r) for r in results))
 
 

@@ -207,12 +207,11 @@ def _make_earlier_run(run: Path, d: Path) -> None:
     (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
 
 
-# The processes that run the tables: the CLIs of one define no flag twice (cli_runner.py).
+# The processes that run the tables, one per xdist worker, each CLI in turn (cli_runner.py:
+# those without the training flags first). Each process imports TensorFlow once.
 PROCESSES = {
-    "train": ["tfclf.train"],
-    "evaluate": ["tfclf.evaluate"],
-    "compress": ["tfclf.compress.__main__"],
-    "predict_models": ["tfclf.predict", "tfclf.models.__main__"],
+    "predict_models_train": ["tfclf.predict", "tfclf.models.__main__", "tfclf.train"],
+    "evaluate_compress": ["tfclf.evaluate", "tfclf.compress.__main__"],
 }
 # Runs that must succeed, in the process of their CLI: --model_args reaches the model,
 # report 003's student with other widths.
@@ -242,10 +241,10 @@ def _run_table(process: str, d: Path) -> dict:
                 filled.append("--resume")
             keys.append((module, i))
             cases.append([module, filled])
-    for name, (module, args) in GOOD_RUNS.items():
-        if module in PROCESSES[process]:
-            keys.append(("good", name))
-            cases.append([module, args])
+        for name, (good_module, args) in GOOD_RUNS.items():
+            if good_module == module:
+                keys.append(("good", name))
+                cases.append([module, args])
     lines = run_clis(cases, d)
     results = dict(zip(keys, lines))
     for key, run in runs.items():

@@ -1,7 +1,8 @@
 """Runs tfclf CLIs on many argument lists in one process, as ``python -m MODULE ARGS``
 would, and prints each run's exit code, stdout and stderr as JSON lines.
 
-``python tests/cli_runner.py CASES.json``: CASES.json is a list of ``[module, [args...]]``.
+``python tests/cli_runner.py CASES.json``: CASES.json is a list of ``[module, [args...]]``;
+a module may also be a script's path (``tools/plot_lr.py``), run as ``python PATH ARGS``.
 One process for many cases keeps the bad-input tables fast: TensorFlow is imported once,
 not once per case. Each case goes through ``absl.app.run`` and tfclf's safety net exactly
 as on the command line; only the flag values are reset between cases.
@@ -18,23 +19,35 @@ import contextlib
 import importlib
 import io
 import json
+import runpy
 import sys
+from pathlib import Path
 
 from absl import flags
 
 from tfclf import cli
 
 
-def entry_point(module_name: str):
-    module = importlib.import_module(module_name)
+def module_name(name: str) -> str:
+    """A CLI module's name, or for a script (``tools/plot_lr.py``) the name it is run as."""
+    return Path(name).stem if name.endswith(".py") else name
+
+
+def entry_point(name: str):
+    """What ``python -m name`` (or ``python name.py``) runs; a script's module-level code
+    (its flags) runs here, its ``main`` with each case: TensorFlow is already imported."""
+    if name.endswith(".py"):
+        main = runpy.run_path(name, run_name=module_name(name))["main"]
+        return lambda: cli.run(main)
+    module = importlib.import_module(name)
     return getattr(module, "run", None) or (lambda: cli.run(module.main))
 
 
-def forget(module_name: str) -> None:
-    """Deletes the flags ``module_name`` defined itself, and the module."""
-    for flag in list(flags.FLAGS.flags_by_module_dict().get(module_name, [])):
+def forget(name: str) -> None:
+    """Deletes the flags the module ``name`` defined itself, and the module."""
+    for flag in list(flags.FLAGS.flags_by_module_dict().get(module_name(name), [])):
         delattr(flags.FLAGS, flag.name)
-    del sys.modules[module_name]
+    sys.modules.pop(name, None)
 
 
 def main():

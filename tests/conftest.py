@@ -105,10 +105,10 @@ def train_like_cli(run, source: str, *args: str):
     return result
 
 
-def run_clis(cases: list, work_dir: Path, timeout: int = 600) -> list[dict]:
+def run_clis(cases: list, work_dir: Path, timeout: int = 600, cwd=None) -> list[dict]:
     """``[module, [args...]]`` cases run in one process by ``cli_runner.py`` (TensorFlow
-    imported once), each as ``python -m module args`` would run; returns each case's
-    ``{"args", "code", "stdout", "stderr"}``."""
+    imported once) in ``cwd``, each as ``python -m module args`` (or ``python script.py
+    args``) would run; returns each case's ``{"args", "code", "stdout", "stderr"}``."""
     cases_file = work_dir / f"cli_cases_{os.getpid()}.json"
     cases_file.write_text(json.dumps(cases))
     proc = subprocess.run(
@@ -116,6 +116,7 @@ def run_clis(cases: list, work_dir: Path, timeout: int = 600) -> list[dict]:
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

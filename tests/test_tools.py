@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_clis
 from PIL import Image
 
 from tfclf.system import precision_problem
@@ -30,37 +31,13 @@ def run_tool(name: str, *args: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize(
-    "tool, args",
-    [
-        ("plot_lr.py", ["--flagfile=configs/report000_fixres.flags", "--steps_per_epoch=8"]),
-        ("show_augment.py", ["--augment=affine(10, 0.1, (0.9, 1.1), 5)|cutout(8)", "--num=6"]),
-    ],
-)
-def test_plotting_tools_write_a_png(tool, args, tmp_path):
-    out = tmp_path / "plot.png"
-    run_tool(tool, *args, f"--out={out}")
-    with Image.open(out) as image:
-        assert image.width > 300 and image.height > 150
-        assert len(set(image.convert("L").getdata())) > 10  # drawn, not blank
+def check_png(path: Path) -> None:
+    with Image.open(path) as image:
+        assert image.width > 300 and image.height > 150, path
+        assert len(set(image.convert("L").getdata())) > 10, path  # drawn, not blank
 
 
-def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
-    # bfloat16 runs everywhere (emulated without native support) except under a oneDNN ISA
-    # cap below bf16 on a bf16 CPU, where the tool refuses it (tested in test_system)
-    bf16_runs = (precision_problem("mixed_bfloat16") or ("",))[0] != "error"
-    policies = ("float32", "mixed_bfloat16") if bf16_runs else ("float32",)
-    out = run_tool(
-        "bench_train.py",
-        "--model=lenet5",
-        "--size=28",
-        "--channels=1",
-        "--batch_size=16",
-        "--batches=3",
-        "--rounds=2",
-        "--peak_n=256",
-        f"--precision={','.join(policies)}",
-    )
+def check_bench_train(out: str, policies: list[str]) -> None:
     assert re.search(r"CPU kernels: (oneDNN|Eigen)", out), out
     for policy in policies:  # each held against the peak of its own compute dtype
         dtype = policy.removeprefix("mixed_")
@@ -73,10 +50,40 @@ def test_bench_train_reports_images_per_second_and_its_share_of_the_peak():
         assert 0 < int(share) <= 100, line
 
 
-def test_bench_data_reports_the_pipelines_images_per_second():
-    out = run_tool("bench_data.py", "--batch_size=32", "--steps=20", "--num_images=2000")
+def check_bench_data(out: str) -> None:
     rate = re.search(r"batch 32, 'random_crop\(pad=4\)\|flip_lr\|cutmix.*': ([\d,]+) images/s", out)
     assert rate and int(rate.group(1).replace(",", "")) > 0, out
+
+
+def test_tensorflow_tools_plot_and_report_images_per_second(tmp_path):
+    """plot_lr and show_augment write a PNG; bench_train reports images/s and its share of
+    the matmul peak; bench_data the pipeline's images/s. The four run in one process
+    (``cli_runner.py``: TensorFlow imported once, not four times), each as ``python
+    tools/NAME.py ARGS`` from the checkout; plot_lr last, since it defines the training
+    flags, whose names the others use too."""
+    # bfloat16 runs everywhere (emulated without native support) except under a oneDNN ISA
+    # cap below bf16 on a bf16 CPU, where the tool refuses it (tested in test_system)
+    bf16_runs = (precision_problem("mixed_bfloat16") or ("",))[0] != "error"
+    policies = ["float32", "mixed_bfloat16"] if bf16_runs else ["float32"]
+    cases = {
+        "bench_data.py": ["--batch_size=32", "--steps=20", "--num_images=2000"],
+        "show_augment.py": ["--augment=affine(10, 0.1, (0.9, 1.1), 5)|cutout(8)", "--num=6",
+                            f"--out={tmp_path / 'augment.png'}"],
+        "bench_train.py": ["--model=lenet5", "--size=28", "--channels=1", "--batch_size=16",
+                           "--batches=3", "--rounds=2", "--peak_n=256",
+                           f"--precision={','.join(policies)}"],
+        "plot_lr.py": ["--flagfile=configs/report000_fixres.flags", "--steps_per_epoch=8",
+                       f"--out={tmp_path / 'lr.png'}"],
+    }  # fmt: skip
+    results = run_clis([[f"tools/{t}", args] for t, args in cases.items()], tmp_path, cwd=ROOT)
+    out = {}
+    for tool, result in zip(cases, results):
+        assert result["code"] == 0, (tool, result["stderr"][-3000:])
+        out[tool] = result["stdout"]
+    check_png(tmp_path / "augment.png")
+    check_png(tmp_path / "lr.png")
+    check_bench_train(out["bench_train.py"], policies)
+    check_bench_data(out["bench_data.py"])
 
 
 def test_profile_step_accounts_for_every_convolution_of_a_step():

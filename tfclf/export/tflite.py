@@ -144,32 +144,31 @@ def convert(
     if mode == "int8" and representative is None:  # TFLite's converter asks, QAT or not
         raise ValueError("int8 conversion needs representative images")
     with tempfile.TemporaryDirectory(prefix="tfclf_tflite_") as saved_model:
-        _inference_saved_model(model, saved_model)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        if mode != "float32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if sparse:
-            converter.optimizations = [
-                *converter.optimizations,
-                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
-            ]
-        if not per_channel and not quantized:
-            converter._experimental_disable_per_channel = True
-        if mode == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif mode == "int8":
-            if representative is not None:
+        try:  # the converter raises ConverterError with pages of MLIR log
+            _inference_saved_model(model, saved_model)
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+            if mode != "float32":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if sparse:
+                converter.optimizations = [
+                    *converter.optimizations,
+                    tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
+                ]
+            if not per_channel and not quantized:
+                converter._experimental_disable_per_channel = True
+            if mode == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            elif mode == "int8":
                 converter.representative_dataset = _representative(
                     representative, num_calibration, seed
                 )
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.as_dtype(io_dtype)
-            converter.inference_output_type = tf.as_dtype(io_dtype)
-        try:
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.as_dtype(io_dtype)
+                converter.inference_output_type = tf.as_dtype(io_dtype)
             with warnings.catch_warnings(), _without_quantizer_chatter():
                 warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
                 blob = converter.convert()
-        except Exception as exc:  # the converter raises ConverterError with pages of MLIR log
+        except Exception as exc:
             raise ConversionError(
                 f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
             ) from None

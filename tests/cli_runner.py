@@ -34,8 +34,9 @@ def module_name(name: str) -> str:
 
 
 def entry_point(name: str):
-    """What ``python -m name`` (or ``python name.py``) runs; a script's module-level code
-    (its flags) runs here, its ``main`` with each case: TensorFlow is already imported."""
+    """What ``python -m name`` (or ``python name.py``) runs. A script's module-level code
+    (its flags) runs here once and its ``main`` with each case, through ``cli.run`` (TensorFlow,
+    once imported, serves every later case)."""
     if name.endswith(".py"):
         main = runpy.run_path(name, run_name=module_name(name))["main"]
         return lambda: cli.run(main)

@@ -14,7 +14,6 @@ each is printed as a Markdown table row.
 import functools
 import statistics
 import time
-import warnings
 
 import numpy as np
 from absl import flags
@@ -28,22 +27,14 @@ flags.DEFINE_integer("repeats", 3, "Conversions of each file each way.")
 FLAGS = flags.FLAGS
 
 
-def keras_conversion(model, int8: bool, images: np.ndarray) -> bytes:
-    """The file as ``from_keras_model`` makes it, with ``tflite.convert``'s options (and its
-    silencing of the quantiser's chatter)."""
+def keras_conversion(model, mode: str, images: np.ndarray) -> bytes:
+    """The file as ``from_keras_model`` makes it, with ``tflite.convert``'s options."""
     import tensorflow as tf
 
     from tfclf.export import tflite
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = tflite._representative(images, len(images), 0)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.uint8
-    with warnings.catch_warnings(), tflite._without_quantizer_chatter():
-        warnings.filterwarnings("ignore", "Statistics for quantized inputs")
-        return converter.convert()
+    return tflite.run_converter(converter, mode, images)
 
 
 def seconds(convert) -> float:
@@ -75,10 +66,9 @@ def main(_):
         net = create_model(name, (size, size, 3), 10)
         plain, qat = deployable(net, norm), deployable(quantize(net), norm)
         for label, model in (("float32", plain), ("int8", plain), ("QAT int8", qat)):
-            int8 = label != "float32"
-            mode = "int8" if int8 else "float32"
+            mode = label.split()[-1]  # float32 or int8
             ways = {
-                "keras": functools.partial(keras_conversion, model, int8, images),
+                "keras": functools.partial(keras_conversion, model, mode, images),
                 "ours": functools.partial(tflite.convert, model, mode, representative=images),
             }
             times = {way: [] for way in ways}

@@ -147,27 +147,9 @@ def convert(
         try:  # the converter raises ConverterError with pages of MLIR log
             _inference_saved_model(model, saved_model)
             converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-            if mode != "float32":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if sparse:
-                converter.optimizations = [
-                    *converter.optimizations,
-                    tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
-                ]
-            if not per_channel and not quantized:
-                converter._experimental_disable_per_channel = True
-            if mode == "float16":
-                converter.target_spec.supported_types = [tf.float16]
-            elif mode == "int8":
-                converter.representative_dataset = _representative(
-                    representative, num_calibration, seed
-                )
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.inference_input_type = tf.as_dtype(io_dtype)
-                converter.inference_output_type = tf.as_dtype(io_dtype)
-            with warnings.catch_warnings(), _without_quantizer_chatter():
-                warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
-                blob = converter.convert()
+            blob = run_converter(converter, mode, representative, io_dtype=io_dtype,
+                                 num_calibration=num_calibration, seed=seed,
+                                 quantized=quantized, per_channel=per_channel, sparse=sparse)  # fmt: skip
         except Exception as exc:
             raise ConversionError(
                 f"model {model.name!r} does not convert to {mode} TFLite: {_first_error_line(exc)}"
@@ -176,6 +158,39 @@ def convert(
         dtype = io_dtype if mode == "int8" else "float32"
         card = card | {"input": card["input"] | {"dtype": dtype, "meaning": INPUT_NOTES[dtype]}}
     return _rewrite(blob, strip=not keep_names, card=card)
+
+
+def run_converter(
+    converter,
+    mode: str,
+    representative: np.ndarray | None,
+    *,
+    io_dtype: str = "uint8",
+    num_calibration: int = 200,
+    seed: int = 0,
+    quantized: bool = False,
+    per_channel: bool = True,
+    sparse: bool = False,
+) -> bytes:
+    """The bytes ``converter`` makes with ``convert``'s options for ``mode`` (whatever the
+    converter was made from: ``tools/bench_convert.py`` times ``from_keras_model``'s), with
+    the quantiser's chatter dropped."""
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse:
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    if not per_channel and not quantized:
+        converter._experimental_disable_per_channel = True
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        converter.representative_dataset = _representative(representative, num_calibration, seed)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(io_dtype)
+        converter.inference_output_type = tf.as_dtype(io_dtype)
+    with warnings.catch_warnings(), _without_quantizer_chatter():
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs")  # on purpose
+        return converter.convert()
 
 
 def _rewrite(blob: bytes, *, strip: bool, card: dict | None) -> bytes:

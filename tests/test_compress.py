@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_clis, tiny_config
+from conftest import SMALL_CNN, run_clis, tiny_config
 
 from tfclf.compress import methods, pipeline
 from tfclf.compress.pipeline import Candidate, CompressOptions, compress_run, pick_under_budget
@@ -24,42 +24,12 @@ from tfclf.keras import keras
 from tfclf.models import create_model
 from tfclf.training.trainer import train
 
-EPOCHS = 8  # the tiny run reaches about 90 % on the held-out digits
-MODEL = "report003_small_cnn"  # conv-BN-ReLU, Flatten, classifier: every method applies
+MODEL = SMALL_CNN  # conv-BN-ReLU, Flatten, classifier: every method applies
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, digits):
-    """A finished tiny run (2 epochs on 600 real digits) with its best_model/ and flags.txt,
-    as the training CLI leaves it."""
-    from tfclf.finish import finish_run
-
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = tiny_config(run_dir, digits, epochs=EPOCHS, model=MODEL, model_args={}, bn_l1=1e-4)
-    result = train(cfg)
-    finish_run(result, cfg)
-    src = digits.split(":", 1)[1]
-    (run_dir / "flags.txt").write_text(
-        "\n".join(
-            [
-                f"--run_dir={run_dir}",
-                f"--model={MODEL}",
-                "--model_args={}",
-                "--bn_l1=1e-4",
-                f"--source=npz:{src}",
-                "--batch_size=50",
-                "--precision=float32",
-                "--augment=",
-                "--l2=0",
-                "--schedule=constant",
-                "--lr=0.05",
-                f"--epochs={EPOCHS}",
-                "--warmup_epochs=0",
-            ]
-        )
-        + "\n"
-    )
-    return run_dir, cfg, result
+def run(small_cnn_run):
+    return small_cnn_run
 
 
 @pytest.fixture(scope="module")
@@ -474,12 +444,6 @@ def test_a_rerun_resumes_its_own_fine_tune_and_redoes_another(run, tmp_path):
     assert compress(0.02) != first  # other options: fine-tuned again
 
 
-def cli(module, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
 def test_rgb_input_files_of_a_grayscale_model_give_its_logits_on_rgb_copies(run, tmp_path):
     from tfclf.export.deploy import rgb_input
 
@@ -530,10 +494,22 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     (folder / str(labels[0]) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     table = tmp_path / "predictions.csv"
     model = run_dir / "best_model" / "model.keras"
-    proc = cli("tfclf.predict", f"--model={model}", f"--csv={table}", str(folder))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "skipped" in proc.stdout and "broken.png" in proc.stdout
-    acc = float(proc.stdout.split("accuracy ")[1].split()[0])
+    # predict, then evaluate three ways, in one process (cli_runner.py): its full report on
+    # another labelled set (the folder: the run had no --load_size, so the 40 px images are
+    # brought to the model's 28 px), an exported file scored on the run's own split by the
+    # file, and the run's report rebuilt
+    predicted, on_folder, on_file, rebuilt = run_clis(
+        [
+            ["tfclf.predict", [f"--model={model}", f"--csv={table}", str(folder)]],
+            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--source=folder:{folder}"]],
+            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}"]],
+            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--out={tmp_path / 'report'}"]],
+        ],
+        tmp_path,
+    )
+    assert predicted["code"] == 0, predicted["stderr"][-2000:]
+    assert "skipped" in predicted["stdout"] and "broken.png" in predicted["stdout"]
+    acc = float(predicted["stdout"].split("accuracy ")[1].split()[0])
     assert acc > 0.5
     import csv
 
@@ -555,17 +531,7 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     chunked, kept7, skipped7 = classify(clf, items, chunk=7)  # 41 files: 6 chunks and a 6th
     assert (kept7, skipped7) == (kept, skipped) and len(kept) == 40
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
-    # evaluate's full report on another labelled set: the same images, the same score (the
-    # run had no --load_size, so the 40 px ones are brought to the model's 28 px),
-    # and evaluate scores an exported file on the run's own split, computed by the file (both
-    # evaluations in one process: cli_runner.py)
-    on_folder, on_file = run_clis(
-        [
-            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--source=folder:{folder}"]],
-            ["tfclf.evaluate", [f"--run_dir={run_dir}", f"--file={run_dir / 'best_model'}"]],
-        ],
-        tmp_path,
-    )
+    # the same images, the same score
     assert on_folder["code"] == 0, on_folder["stderr"][-2000:]
     assert f"top-1 {acc:.4f}" in on_folder["stdout"]
     report = json.loads((run_dir / "report_on_digits" / "report.json").read_text())
@@ -574,6 +540,10 @@ def test_predict_cli_scores_a_labelled_folder_and_names_a_corrupt_file(run, tmp_
     top1 = float(on_file["stdout"].split("top-1 ")[1].split()[0])
     report_top1 = json.loads((run_dir / "metrics.json").read_text())["top1"]
     assert top1 == pytest.approx(report_top1, abs=1e-4), (top1, report_top1)  # printed to 4 places
+    assert rebuilt["code"] == 0, rebuilt["stderr"][-2000:]
+    again = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert again["top1"] == pytest.approx(report_top1) and again["split"] == "val"
+    assert (tmp_path / "report" / "confusion_matrix.png").exists()
 
 
 PREDICT_WITHOUT_TF = """

@@ -6,7 +6,7 @@ penalty; a trained tiny network slimmed by half and fine-tuned keeps its accurac
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_ARGS, tiny_config
+from conftest import SMALL_CNN, TINY_ARGS, tiny_config
 
 from tfclf.compress.methods import QATPhase
 from tfclf.compress.slim import SlimPhase, plan_slimming, slim_model
@@ -97,12 +97,12 @@ def test_bn_l1_penalises_every_batch_norm_scale():
     assert float(tf.add_n(model.losses)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_trained_tiny_network_slimmed_keeps_its_accuracy(tmp_path, digits):
+def test_trained_tiny_network_slimmed_keeps_its_accuracy(tmp_path, digits, small_cnn_run):
     """Report 003's small CNN (BN after every conv, Flatten into the classifier) trained 8
-    epochs with the BN-scale L1 penalty, 30 % of its channels removed (less than half of
-    its parameters left), fine-tuned 2 epochs."""
-    model = {"model": "report003_small_cnn", "model_args": {}}
-    base = train(tiny_config(tmp_path / "base", digits, epochs=8, bn_l1=1e-4, **model))
+    epochs with the BN-scale L1 penalty (the compression tests' run), 30 % of its channels
+    removed (less than half of its parameters left), fine-tuned 2 epochs."""
+    model = {"model": SMALL_CNN, "model_args": {}}
+    base = small_cnn_run[2]
     phase = SlimPhase(base.model, 0.3)
     slimmed = train(tiny_config(tmp_path / "slim", digits, epochs=2, lr=0.01, **model), phase)
     report = phase.report

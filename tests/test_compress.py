@@ -186,6 +186,7 @@ def test_a_tflite_file_names_its_classes_on_its_own(run, val_pixels, tmp_path):
     (tmp_path / "lone" / "labels.txt").write_text("".join(f"other {i}\n" for i in range(10)))
     clf = load_classifier(lone)
     assert clf.class_names == names and clf.names_from == "the file's model card"
+    assert embedded["output"]["values"] == clf.outputs == "logits"  # no --probabilities
     assert clf.resize == "crop"  # predict resizes images as the card says training did
     lone.write_bytes(plain)
     assert load_classifier(lone).resize == "squash"  # no card, none beside: the default
@@ -444,8 +445,12 @@ def test_a_rerun_resumes_its_own_fine_tune_and_redoes_another(run, tmp_path):
     assert compress(0.02) != first  # other options: fine-tuned again
 
 
-def test_rgb_input_files_of_a_grayscale_model_give_its_logits_on_rgb_copies(run, tmp_path):
+def test_files_for_mediapipe_take_rgb_and_output_probabilities(run, val_pixels, tmp_path):
+    """What MediaPipe Tasks' classifier needs: RGB input (``--rgb_input``, for a grayscale
+    model) and probabilities as its scores (``--probabilities``)."""
     from tfclf.export.deploy import rgb_input
+    from tfclf.export.load import load_classifier
+    from tfclf.inference import softmax
 
     run_dir, cfg, _ = run
     deploy = keras.models.load_model(run_dir / "best_model" / "model.keras", compile=False)
@@ -456,12 +461,32 @@ def test_rgb_input_files_of_a_grayscale_model_give_its_logits_on_rgb_copies(run,
     )
     with pytest.raises(ValueError, match="already takes 3 channels"):
         rgb_input(rgb)
-    opts = CompressOptions(modes=("int8",), rgb_input=True, latency_runs=1, out=str(tmp_path))
-    (file,) = compress_run(run_dir, opts, cfg)["candidates"]
-    assert file["io"]["input"]["shape"][-1] == 3 and file["io"]["input"]["dtype"] == "uint8"
-    assert file["agreement"] >= 0.99  # the RGB file agrees with the gray Keras model
-    card = litert.read_card(tmp_path / file["file"])
-    assert card["input"]["shape"] == [1, 28, 28, 3] and "0.299 R" in card["input"]["to_gray"]
+    opts = CompressOptions(modes=("float32", "int8"), rgb_input=True, probabilities=True,
+                           latency_runs=1, out=str(tmp_path))  # fmt: skip
+    files = compress_run(run_dir, opts, cfg)["candidates"]
+    gray, _ = val_pixels
+    expected = softmax(deploy.predict(gray.astype("float32"), verbose=0))
+    for file, atol in zip(files, (1e-5, 0.02)):  # int8 probabilities: steps of 1/256
+        assert file["io"]["input"]["shape"][-1] == 3
+        assert file["io"]["input"]["dtype"] == {"float32": "float32", "int8": "uint8"}[file["mode"]]
+        assert file["agreement"] >= 0.99  # the RGB file agrees with the gray Keras model
+        path = tmp_path / file["file"]
+        card = litert.read_card(path)
+        assert card["input"]["shape"] == [1, 28, 28, 3] and "0.299 R" in card["input"]["to_gray"]
+        assert card["output"]["values"] == "probabilities"
+        support = litert._metadata(path.read_bytes(), tflite.SUPPORT_METADATA)
+        assert b"probabilities" in support and b"logits" not in support  # what MediaPipe reads
+        probs = litert.predict(litert.interpreter(path), np.repeat(gray, 3, -1))
+        assert (probs >= 0).all() and np.allclose(probs.sum(-1), 1, atol=10 * atol)
+        np.testing.assert_allclose(probs, expected, atol=atol)
+        # readers take the file's probabilities as they are (no second softmax)
+        clf = load_classifier(path)
+        np.testing.assert_allclose(softmax(clf.logits(np.repeat(gray[:20], 3, -1))),
+                                   probs[:20] / probs[:20].sum(-1, keepdims=True), atol=1e-6)  # fmt: skip
+    assert json.loads((tmp_path / "model_card.json").read_text())["output"]["values"] == (
+        "probabilities"
+    )
+    assert "output class probabilities" in (tmp_path / "summary.md").read_text()
 
 
 def test_grayscale_files_are_widened_for_a_colour_model_and_not_the_reverse(tmp_path):

@@ -17,4 +17,4 @@ ONEDNN_SET_BY_USER = "TF_ENABLE_ONEDNN_OPTS" in os.environ
 if not ONEDNN_SET_BY_USER and platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 
-__version__ = "0.2.4"
+__version__ = "0.3.0"

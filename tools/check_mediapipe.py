@@ -1,7 +1,8 @@
 """Runs a tfclf ``.tflite`` file in MediaPipe Tasks' ``ImageClassifier``, the on-device
 runtime Android and iOS apps call, on a labelled folder (one sub-folder per class), with the
 class names read from the file's own TFLite Support metadata. It prints what MediaPipe
-reads from the metadata and its top-1 accuracy:
+reads from the metadata, its top-1 accuracy and what its scores are (the top one's mean,
+and the range of a result's sum over the classes: 1 for probabilities):
 
     python3.11 -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==1.2.3 pillow
     /tmp/mp/bin/python tools/check_mediapipe.py runs/photos/compress/trained_int8.tflite PHOTOS/
@@ -9,8 +10,8 @@ reads from the metadata and its top-1 accuracy:
 MediaPipe runs in its own environment: it needs absl-py 2, and TF-MOT 0.8.1 (so tfclf)
 pins absl-py 1. This script imports neither tfclf nor TensorFlow. MediaPipe's classifier
 takes RGB models only (it refuses a 1-channel input tensor), and it reports the file's
-outputs, logits for tfclf files, as "scores": their order is the classes', they are not
-probabilities.
+outputs as "scores": logits for tfclf files unless ``tfclf.compress --probabilities`` made
+them end in a softmax.
 
 MediaPipe squashes the whole image to the model's size (its ImageToTensorCalculator keeps
 no aspect ratio). A model trained with ``--load_resize=crop`` (the file's tfclf card says
@@ -64,11 +65,12 @@ def main(model: str, folder: str) -> int:
     info = meta.ModelMetadataT.InitFromObj(meta.ModelMetadata.GetRootAs(data, 0))
     image = info.subgraphMetadata[0].inputTensorMetadata[0]
     norm = image.processUnits[0].options
-    labels = info.subgraphMetadata[0].outputTensorMetadata[0].associatedFiles[0]
+    output = info.subgraphMetadata[0].outputTensorMetadata[0]
     print(
         f"metadata: model {info.name.decode()}, input {image.name.decode()} (colour space "
         f"{image.content.contentProperties.colorSpace}, mean {norm.mean.tolist()}, std "
-        f"{norm.std.tolist()}), labels in {labels.name.decode()}"
+        f"{norm.std.tolist()}), output {output.name.decode()}, labels in "
+        f"{output.associatedFiles[0].name.decode()}"
     )
     card = json.loads(root.Buffers(entries[b"tfclf_model_card"]).DataAsNumpy().tobytes())
     resize = card["input"].get("resize", {}).get("mode", "squash")
@@ -76,11 +78,10 @@ def main(model: str, folder: str) -> int:
     print(f"resize: {resize} (the file's tfclf card)")
     if image.content.contentProperties.colorSpace == meta.ColorSpaceType.GRAYSCALE:
         sys.exit(f"error: {model} takes grayscale images; MediaPipe's classifier takes RGB only")
-    options = vision.ImageClassifierOptions(
-        base_options=BaseOptions(model_asset_path=model), max_results=1
-    )
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=model))
     classifier = vision.ImageClassifier.create_from_options(options)
     right = total = 0
+    tops, sums = [], []
     for class_dir in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
         for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in EXTENSIONS):
             image, roi = prepare(Image.open(path).convert("RGB"), resize, (model_w, model_h))
@@ -88,12 +89,19 @@ def main(model: str, folder: str) -> int:
                 mp.Image(image_format=mp.ImageFormat.SRGB, data=np.asarray(image)),
                 vision.ImageProcessingOptions(region_of_interest=roi),
             )
-            right += result.classifications[0].categories[0].category_name == class_dir.name
+            categories = result.classifications[0].categories  # every class, best first
+            right += categories[0].category_name == class_dir.name
             total += 1
+            tops.append(categories[0].score)
+            sums.append(sum(c.score for c in categories))
     classifier.close()
     if not total:
         sys.exit(f"error: no images in class sub-folders of {folder}")
     print(f"MediaPipe ImageClassifier: top-1 {right / total:.4f} on {total} images ({model})")
+    print(
+        f"scores: the top one's mean {np.mean(tops):.3f}; a result's sum over the classes "
+        f"{min(sums):.3f} to {max(sums):.3f}"
+    )
     return 0
 
 

@@ -52,6 +52,12 @@ flags.DEFINE_bool(
     "For a grayscale model: files that take RGB pixels and convert them to gray inside "
     "(what cameras give and MediaPipe Tasks' classifier requires).",
 )
+flags.DEFINE_bool(
+    "probabilities",
+    False,
+    "Files that end in a softmax and output class probabilities instead of logits (what "
+    "MediaPipe Tasks' classifier reports as scores and its score_threshold compares).",
+)
 flags.DEFINE_list("prune", [], "Magnitude-pruning sparsities, e.g. 0.3,0.5,0.7 (a sweep).")
 flags.DEFINE_enum("prune_schedule", "polynomial", ["polynomial", "constant"], "Sparsity schedule.")
 flags.DEFINE_bool("prune_ends", False, "Also prune the stem convolution and the classifier.")
@@ -124,6 +130,7 @@ def main(argv):
         latency_runs=FLAGS.latency_runs,
         out=FLAGS.out,
         rgb_input=FLAGS.rgb_input,
+        probabilities=FLAGS.probabilities,
     )
     try:
         opts.validate()

@@ -36,6 +36,7 @@ from tfclf.export.deploy import (
     model_card,
     rgb_input,
     trained_part,
+    with_probabilities,
     write_labels,
 )
 from tfclf.export.load import load_keras_model
@@ -78,6 +79,12 @@ class CompressOptions:
     latency_runs: int = 50
     out: str | None = None  # default RUN/compress
     rgb_input: bool = False  # files of a grayscale model take RGB (converted inside)
+    probabilities: bool = False  # files end in a softmax: class probabilities out
+
+    @property
+    def output(self) -> str:
+        """What the files return: ``deploy.OUTPUT_NOTES``' key."""
+        return "probabilities" if self.probabilities else "logits"
 
     def validate(self) -> None:
         for s in self.prune:
@@ -251,11 +258,13 @@ def _export(
     extra: dict | None = None,
 ) -> list[Candidate]:
     net = trained_part(deploy)
-    card = model_card(deploy, data.class_names, data.norm, resize=data.resize)
+    card = model_card(deploy, data.class_names, data.norm, resize=data.resize, output=opts.output)
     if opts.rgb_input:  # ``data`` holds RGB copies of the images (``_Data.as_rgb``)
         deploy = rgb_input(deploy)
         card["input"] |= {"shape": [*card["input"]["shape"][:3], 3], "to_gray": RGB_NOTE}
-    logits = _keras_logits(deploy, data.arrays)
+    logits = _keras_logits(deploy, data.arrays)  # the reference for the files' agreement
+    if opts.probabilities:
+        deploy = with_probabilities(deploy)
     keras_acc = float((logits["val"].argmax(-1) == data.arrays["val"][1]).mean())
     from tfclf.compress.methods import deployed_weights
 
@@ -431,12 +440,12 @@ def compress_run(run_dir: str | Path, opts: CompressOptions, cfg: TrainConfig) -
     summary = _summary(candidates, opts, data, deploy, time.perf_counter() - start)
     write_summary(out, summary, candidates, opts)
     write_labels(data.class_names, out / LABELS_FILE)
-    atomic_write_json(_card(deploy, data, candidates), out / CARD_FILE)
+    atomic_write_json(_card(deploy, data, candidates, opts.output), out / CARD_FILE)
     return summary
 
 
-def _card(deploy, data: _Data, candidates: list[Candidate]) -> dict:
-    card = model_card(deploy, data.class_names, data.norm, resize=data.resize)
+def _card(deploy, data: _Data, candidates: list[Candidate], output: str) -> dict:
+    card = model_card(deploy, data.class_names, data.norm, resize=data.resize, output=output)
     card["files"] = {
         c.file: {
             "input": c.io["input"] | {"shape": [1, *c.io["input"]["shape"][1:]]},
@@ -461,6 +470,7 @@ def _summary(candidates, opts, data, deploy, seconds) -> dict:
         "seconds": round(seconds, 1),
         "per_channel": opts.per_channel,
         "rgb_input": opts.rgb_input,
+        "output": opts.output,
         "candidates": [dataclasses.asdict(c) for c in candidates],
     }
     if "float32" in base:
@@ -505,7 +515,12 @@ def write_summary(out: Path, summary: dict, candidates: list[Candidate], opts) -
         f"Each file names its {len(summary['classes'])} classes in its `{litert.CARD_METADATA}` "
         "metadata (also in labels.txt here)."
         + ("" if summary["per_channel"] else " Int8 weights: one scale per tensor.")
-        + (f" The files take RGB pixels: {RGB_NOTE}." if summary.get("rgb_input") else ""),
+        + (f" The files take RGB pixels: {RGB_NOTE}." if summary.get("rgb_input") else "")
+        + (
+            " The files output class probabilities (a softmax inside), not logits."
+            if summary.get("output") == "probabilities"
+            else ""
+        ),
         "",
         *rows,
         "",

@@ -17,6 +17,12 @@ from tfclf.rundir import CARD_FILE, LABELS_FILE, MODEL_FILE, SAVED_MODEL
 
 INPUT_NAME = "pixels"
 NORMALIZE_NAME = "normalize"
+PROBABILITIES = "probabilities"
+# what a deployed model returns: its card's ``output.values`` and their meaning
+OUTPUT_NOTES = {
+    "logits": "logits (softmax for probabilities)",
+    PROBABILITIES: "class probabilities (a softmax inside the graph)",
+}
 
 
 def deployable(model: keras.Model, normalizer: Normalizer) -> keras.Model:
@@ -42,6 +48,13 @@ def rgb_input(deploy: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{deploy.name}_rgb")
 
 
+def with_probabilities(deploy: keras.Model) -> keras.Model:
+    """``deploy`` followed by a softmax: it returns class probabilities instead of logits,
+    what MediaPipe Tasks' classifier reports as scores (and its ``score_threshold`` reads)."""
+    softmax = keras.layers.Softmax(name=PROBABILITIES, dtype="float32")
+    return keras.Model(deploy.input, softmax(deploy.output), name=f"{deploy.name}_probs")
+
+
 def trained_part(model: keras.Model) -> keras.Model:
     """The model inside a deployable one (``model`` itself when it has no normaliser)."""
     names = [layer.name for layer in model.layers]
@@ -58,11 +71,12 @@ def model_card(
     dtype="float32",
     value_range=(0, 255),
     resize: str = "squash",
+    output: str = "logits",
     extra: dict | None = None,
 ) -> dict:
     """What an app needs to feed ``model`` and read its output; ``resize`` is how the
     training images were brought to the model's size (``--load_resize``), which an app
-    should do to its images too."""
+    should do to its images too; ``output``: what it returns (``OUTPUT_NOTES``)."""
     h, w, c = model.input_shape[1:]
     return {
         "model": trained_part(model).name,
@@ -74,7 +88,11 @@ def model_card(
             "meaning": "raw pixels (normalisation is inside the graph)",
             "resize": {"mode": resize, "how": RESIZE_NOTES[resize]},
         },
-        "output": {"shape": [1, len(class_names)], "meaning": "logits (softmax for probabilities)"},
+        "output": {
+            "shape": [1, len(class_names)],
+            "values": output,
+            "meaning": OUTPUT_NOTES[output],
+        },
         "classes": [str(c) for c in class_names],
         "normalization_inside": {
             "mean": list(normalizer.mean),

@@ -106,12 +106,18 @@ class TFLiteClassifier(Classifier):
         detail = self.interp.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in detail["shape"][1:])
         out = self.interp.get_output_details()[0]["shape"]
-        self._describe(path, int(out[-1]), litert.read_card(path))
+        card = litert.read_card(path)
+        self._describe(path, int(out[-1]), card)
+        # a file made with --probabilities ends in a softmax (its card says so)
+        self.outputs = ((card or {}).get("output") or {}).get("values", "logits")
 
     def logits(self, pixels):
+        """The file's logits; for a file that outputs probabilities, their logarithms
+        (logits of the same softmax, the same top-1), a zero as log(1e-12)."""
         from tfclf.export import litert
 
-        return litert.predict(self.interp, pixels)
+        out = litert.predict(self.interp, pixels)
+        return np.log(np.maximum(out, 1e-12)) if self.outputs == "probabilities" else out
 
 
 class SavedModelClassifier(Classifier):

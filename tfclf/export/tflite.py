@@ -272,15 +272,16 @@ def support_metadata(card: dict) -> bytes:
 
     image_props, normalization, axis_labels = 2, 1, 2  # the schema's enum values
     channels = card["input"]["shape"][-1]
+    output = card["output"].get("values", "logits")  # cards before 0.3.0 say logits
     b = flatbuffers.Builder(1024)
     strings = {
         k: b.CreateString(v)
         for k, v in {
             "model": card["model"],
-            "about": "Image classifier trained with tfclf: raw pixels in, logits out.",
+            "about": f"Image classifier trained with tfclf: raw pixels in, {output} out.",
             "input": "pixels",
             "input_about": card["input"]["meaning"],
-            "output": "logits",
+            "output": output,
             "output_about": card["output"]["meaning"],
             "labels": "labels.txt",
             "parser": "1.0.0",  # the oldest metadata parser that reads these fields
@@ -306,8 +307,8 @@ def support_metadata(card: dict) -> bytes:
         },
     )
     labels = _table(b, {0: strings["labels"], 2: ("byte", axis_labels)})
-    logits = _table(b, {0: strings["output"], 1: strings["output_about"], 6: _tables(b, [labels])})
-    graph = _table(b, {2: _tables(b, [image]), 3: _tables(b, [logits])})
+    scores = _table(b, {0: strings["output"], 1: strings["output_about"], 6: _tables(b, [labels])})
+    graph = _table(b, {2: _tables(b, [image]), 3: _tables(b, [scores])})
     root = _table(
         b, {0: strings["model"], 1: strings["about"], 3: _tables(b, [graph]), 7: strings["parser"]}
     )

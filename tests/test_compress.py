@@ -602,6 +602,7 @@ def test_predict_on_a_tflite_file_imports_no_tensorflow(run, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "on 10 labelled images (tflite" in proc.stdout, proc.stdout
+    assert "XNNPACK delegate" not in proc.stderr  # LiteRT's INFO line (native_stderr)
     expected = (deploy.predict(images.astype("float32"), verbose=0).argmax(-1) == labels).mean()
     assert f"accuracy {expected:.4f}" in proc.stdout, (expected, proc.stdout)
 

@@ -1,6 +1,7 @@
 """Lines that native libraries write straight to the process's stderr (file descriptor 2),
-where Python's logging cannot filter them: TensorFlow's start-up lines and the TFLite
-quantiser's line for every integer file.
+where Python's logging cannot filter them: TensorFlow's start-up lines, LiteRT's line when
+it first creates its XNNPACK delegate, and the TFLite quantiser's line for every integer
+file.
 
 Importing TensorFlow 2.21 prints seven lines on a CPU machine whatever
 ``TF_CPP_MIN_LOG_LEVEL`` says (tensorflow#100442): absl's "All log messages before
@@ -27,6 +28,10 @@ TF_STARTUP_LINES = re.compile(
     r"|\] Could not find cuda drivers on your machine, GPU will not be used\."
     r"|\] failed call to cuInit: "
 )
+
+
+# LiteRT's INFO line at a process's first XNNPACK delegate, after a predict's results
+LITERT_LINES = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
 
 
 @contextlib.contextmanager
@@ -59,13 +64,23 @@ def _has_stderr() -> bool:
     return True
 
 
+def _info_wanted() -> bool:
+    """The user asked for TensorFlow's INFO lines (``TF_CPP_MIN_LOG_LEVEL`` 0 or 1), or
+    there is no stderr to filter (a closed fd 2)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1") or not _has_stderr()
+
+
+def quiet_litert():
+    """A block in which LiteRT's delegate INFO line (``LITERT_LINES``) is dropped."""
+    return contextlib.nullcontext() if _info_wanted() else dropping(LITERT_LINES.search)
+
+
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and lets it look for devices, without its start-up lines (see
     the module docstring); does nothing when TensorFlow is already imported."""
     if "tensorflow" in sys.modules:
         return
-    # the user asked for TensorFlow's INFO lines, or there is no stderr (a closed fd 2)
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1") or not _has_stderr():
+    if _info_wanted():
         import tensorflow  # noqa: F401
 
         return

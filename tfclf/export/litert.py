@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 
 from tfclf.errors import UsageError
+from tfclf.native_stderr import quiet_litert
 
 CARD_METADATA = "tfclf_model_card"
 
@@ -82,12 +83,13 @@ def interpreter(
         interp = Interpreter(
             **source, num_threads=num_threads, experimental_op_resolver_type=resolver
         )
-        interp.allocate_tensors()
-        if delegated:  # XNNPACK may accept a graph and fail to build its runtime at the
-            # first invoke (seen: EfficientNet-B0's QAT int8 file): find out here
-            detail = interp.get_input_details()[0]
-            interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-            interp.invoke()
+        with quiet_litert():  # the delegate, made at the first allocation, says so
+            interp.allocate_tensors()
+            if delegated:  # XNNPACK may accept a graph and fail to build its runtime at
+                # the first invoke (seen: EfficientNet-B0's QAT int8 file): find out here
+                detail = interp.get_input_details()[0]
+                interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+                interp.invoke()
         interp.xnnpack = delegated
         return interp
 

@@ -32,6 +32,7 @@ from tfclf.data.sources import GRAY_WEIGHTS, to_channels
 from tfclf.errors import UsageError
 from tfclf.export import litert, tflite
 from tfclf.export.deploy import (
+    PROBABILITIES,
     deployable,
     model_card,
     rgb_input,
@@ -84,7 +85,7 @@ class CompressOptions:
     @property
     def output(self) -> str:
         """What the files return: ``deploy.OUTPUT_NOTES``' key."""
-        return "probabilities" if self.probabilities else "logits"
+        return PROBABILITIES if self.probabilities else "logits"
 
     def validate(self) -> None:
         for s in self.prune:

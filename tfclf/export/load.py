@@ -108,7 +108,8 @@ class TFLiteClassifier(Classifier):
         out = self.interp.get_output_details()[0]["shape"]
         card = litert.read_card(path)
         self._describe(path, int(out[-1]), card)
-        # a file made with --probabilities ends in a softmax (its card says so)
+        # a file made with --probabilities ends in a softmax: its card's output.values
+        # (deploy.OUTPUT_NOTES; not imported here: deploy.py imports TensorFlow)
         self.outputs = ((card or {}).get("output") or {}).get("values", "logits")
 
     def logits(self, pixels):
